@@ -1,0 +1,138 @@
+"""Builders that return plain ``networkx.DiGraph`` networks.
+
+Examples
+--------
+>>> net = mlp([2, 16, 16, 1], activation="tanh", loss="mse")
+>>> sorted(net.nodes)[:4]
+['L', 'W1', 'W2', 'W3']
+>>> net.nodes["a1"]
+{'op': 'activation', 'function': 'tanh'}
+>>> net2 = (Builder("tiny").input("x", 3).dense(4, activation="relu").dense(2)
+...         .loss("softmax_cross_entropy").build())
+>>> net2.graph["name"], net2.nodes["z2"]["op"]
+('tiny', 'dense')
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import networkx as nx
+
+from .errors import GraphError
+
+__all__ = ["Builder", "mlp"]
+
+
+class Builder:
+    """A small fluent builder for layered networks; ``build()`` returns a validated DiGraph.
+
+    Each ``dense`` call adds parameter nodes ``W<l>``, ``b<l>``, a dense node ``z<l>`` and,
+    with an activation, an activation node ``a<l>``. Names can be overridden.
+    """
+
+    def __init__(self, name: str = "network"):
+        self.g = nx.DiGraph(name=name)
+        self._last: str | None = None
+        self._width: int | None = None
+        self._layer = 0
+
+    def _add(self, name: str, **attrs) -> str:
+        if name in self.g:
+            raise GraphError(f"node {name!r}: defined twice")
+        self.g.add_node(name, **attrs)
+        return name
+
+    def _need_last(self, what: str) -> str:
+        if self._last is None:
+            raise GraphError(f"{what}: add an input first")
+        return self._last
+
+    def input(self, name: str = "x", size: int | Sequence[int] = 1) -> "Builder":
+        shape = [size] if isinstance(size, int) else list(size)
+        self._last = self._add(name, op="input", shape=shape)
+        self._width = shape[-1]
+        return self
+
+    def dense(self, units: int, activation: str | None = None, *, bias: bool = True,
+              name: str | None = None, **activation_attrs) -> "Builder":
+        x = self._need_last("dense")
+        self._layer += 1
+        layer = self._layer
+        z = self._add(name or f"z{layer}", op="dense")
+        w = self._add(f"W{layer}", op="parameter", shape=[int(units), int(self._width)])
+        self.g.add_edge(x, z, arg="x")
+        self.g.add_edge(w, z, arg="W")
+        if bias:
+            b = self._add(f"b{layer}", op="parameter", shape=[int(units)])
+            self.g.add_edge(b, z, arg="b")
+        self._last, self._width = z, int(units)
+        if activation is not None:
+            self.activation(activation, name=f"a{layer}", **activation_attrs)
+        return self
+
+    def activation(self, function, name: str | None = None, **attrs) -> "Builder":
+        x = self._need_last("activation")
+        a = self._add(name or f"a{self._layer}_{self.g.number_of_nodes()}", op="activation",
+                      function=function, **{k: v for k, v in attrs.items() if v is not None})
+        self.g.add_edge(x, a, arg="x")
+        self._last = a
+        return self
+
+    def softmax(self, name: str = "p") -> "Builder":
+        x = self._need_last("softmax")
+        self._last = self._add(name, op="softmax")
+        self.g.add_edge(x, self._last, arg="x")
+        return self
+
+    def loss(self, function: str = "mse", name: str = "L", target: str = "t") -> "Builder":
+        y = self._need_last("loss")
+        self._add(target, op="target", shape=[int(self._width)])
+        self._add(name, op="loss", function=function)
+        self.g.add_edge(y, name, arg="y")
+        self.g.add_edge(target, name, arg="t")
+        return self
+
+    def penalty(self, kind: str = "l2", weight: float = 1e-4, on: Iterable[str] | None = None) -> "Builder":
+        """Add a penalty node per parameter (default: every weight matrix ``W*``)."""
+        params = list(on) if on is not None else [
+            v for v, d in self.g.nodes(data=True) if d.get("op") == "parameter" and len(d["shape"]) == 2]
+        for p in params:
+            if p not in self.g:
+                raise GraphError(f"penalty: no parameter named {p!r}")
+            node = self._add(f"{kind}_{p}", op="penalty", kind=kind, weight=float(weight))
+            self.g.add_edge(p, node, arg="w")
+        return self
+
+    def build(self) -> nx.DiGraph:
+        from .graph import validate
+
+        validate(self.g)
+        return self.g
+
+
+def mlp(sizes: Sequence[int], activation="tanh", loss: str = "mse", *, output_activation=None,
+        penalty: str | None = None, weight: float = 1e-4, name: str = "mlp") -> nx.DiGraph:
+    """A multi-layer perceptron ``sizes[0] -> ... -> sizes[-1]`` as a networkx graph.
+
+    ``activation`` (a name or formula) follows every hidden layer. ``output_activation``
+    follows the last one (default: ``sigmoid`` for the ``bce`` loss, none otherwise: softmax
+    cross-entropy and ``bce_logits`` work on logits). ``penalty`` ("l1"/"l2") adds a penalty
+    node on every weight matrix.
+
+    >>> net = mlp([2, 3, 1], activation="relu", loss="bce")
+    >>> net.nodes["a2"]["function"]
+    'sigmoid'
+    """
+    if len(sizes) < 2 or not all(isinstance(s, int) and s > 0 for s in sizes):
+        raise GraphError(f"mlp sizes must be at least two positive integers, got {list(sizes)!r}")
+    if output_activation is None and loss == "bce":
+        output_activation = "sigmoid"
+    b = Builder(name).input("x", sizes[0])
+    for units in sizes[1:-1]:
+        b.dense(units, activation=activation)
+    b.dense(sizes[-1], activation=output_activation)
+    b.loss(loss)
+    if penalty:
+        b.penalty(penalty, weight)
+    return b.build()

@@ -1,0 +1,252 @@
+"""Networks as ``networkx.DiGraph``: validation and shape inference.
+
+A network **is** a directed graph. Each node is one op (its ``op`` attribute names an entry of
+:data:`derive.ops.OPS`; other attributes are the op's parameters). An edge ``u -> v`` with
+attribute ``arg`` says that the value of ``u`` is the argument ``arg`` of ``v``. Weights and
+biases are explicit ``parameter`` leaf nodes, so a gradient is a flow back to a leaf.
+
+Shapes are feature shapes: values computed from ``input`` nodes carry an implicit, symbolic
+batch dimension in front; ``parameter`` values do not.
+
+Examples
+--------
+>>> import networkx as nx
+>>> g = nx.DiGraph()
+>>> g.add_node("x", op="input", shape=[2]); g.add_node("t", op="target", shape=[1])
+>>> g.add_node("W", op="parameter", shape=[1, 2]); g.add_node("y", op="dense")
+>>> g.add_edge("x", "y", arg="x"); g.add_edge("W", "y", arg="W")
+>>> g.add_node("L", op="loss", function="mse"); g.add_edge("y", "L", arg="y"); g.add_edge("t", "L", arg="t")
+>>> info = validate(g)
+>>> info.shapes["y"], info.batched["y"], info.loss
+((1,), True, 'L')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+
+from .errors import GraphError
+from .ops import REQUIRED, get_op, row_loss, scalar_function
+
+__all__ = ["validate", "GraphInfo", "parameters", "inputs", "targets", "loss_node", "penalties"]
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    """What validation learnt about a network.
+
+    ``order`` is a topological order; ``shapes`` the feature shape of every node;
+    ``batched`` whether a node's value has the batch dimension; ``loss`` the loss node;
+    ``penalties`` the penalty nodes; ``args`` maps each node to ``{arg: source node}``.
+    """
+
+    order: tuple[str, ...]
+    shapes: dict[str, tuple[int, ...]]
+    batched: dict[str, bool]
+    loss: str
+    penalties: tuple[str, ...]
+    args: dict[str, dict[str, str]]
+
+
+def _label(g: nx.DiGraph, v) -> str:
+    op = g.nodes[v].get("op")
+    return f"node {v!r}" + (f" ({op})" if isinstance(op, str) else "")
+
+
+def _check_names(g: nx.DiGraph) -> None:
+    for v in g.nodes:
+        if not isinstance(v, str) or not v.strip() or any(ord(c) < 32 for c in v):
+            raise GraphError(f"node {v!r}: a node name must be a non-empty string without control characters")
+
+
+def _check_ops(g: nx.DiGraph) -> None:
+    for v, data in g.nodes(data=True):
+        if "op" not in data:
+            raise GraphError(f"node {v!r}: no 'op' attribute")
+        op = get_op_for(v, data["op"])
+        unknown = sorted(set(data) - {"op", *op.attrs})
+        if unknown:
+            raise GraphError(f"{_label(g, v)}: unknown attribute {unknown[0]!r} "
+                             f"(allowed: {', '.join(sorted(op.attrs)) or 'none'})")
+        missing = [a for a, default in op.attrs.items() if default == REQUIRED and data.get(a) is None]
+        if missing:
+            raise GraphError(f"{_label(g, v)}: missing attribute {missing[0]!r}")
+
+
+def get_op_for(v, name):
+    try:
+        return get_op(name)
+    except GraphError as e:
+        raise GraphError(f"node {v!r}: {e}") from None
+
+
+def _collect_args(g: nx.DiGraph) -> dict[str, dict[str, str]]:
+    args: dict[str, dict[str, str]] = {}
+    for v, data in g.nodes(data=True):
+        op = get_op(data["op"])
+        mine: dict[str, str] = {}
+        for u, _, edge in g.in_edges(v, data=True):
+            arg = edge.get("arg")
+            if arg is None and len(op.args) == 1:
+                arg = op.args[0]
+            if arg not in op.args:
+                raise GraphError(f"{_label(g, v)}: edge from {u!r} has argument {arg!r}, but {op.name} takes "
+                                 f"{_describe_args(op)}")
+            if arg in mine:
+                raise GraphError(f"{_label(g, v)}: argument {arg!r} is given twice (from {mine[arg]!r} and {u!r})")
+            mine[arg] = u
+        missing = [a for a in op.required if a not in mine]
+        if missing:
+            got = f"{len(mine)} ({', '.join(mine)})" if mine else "none"
+            raise GraphError(f"{_label(g, v)}: wrong number of inputs: {op.name} takes {_describe_args(op)}, "
+                             f"got {got}; missing {missing[0]!r}")
+        args[v] = mine
+    return args
+
+
+def _describe_args(op) -> str:
+    if not op.args:
+        return "no inputs"
+    return ", ".join(f"[{a}]" if a in op.optional else a for a in op.args)
+
+
+def _check_acyclic(g: nx.DiGraph) -> tuple[str, ...]:
+    try:
+        return tuple(nx.topological_sort(g))
+    except nx.NetworkXUnfeasible:
+        cycle = nx.find_cycle(g)
+        path = " -> ".join(str(u) for u, _ in cycle) + f" -> {cycle[0][0]}"
+        raise GraphError(f"node {cycle[0][0]!r}: the graph has a cycle: {path}") from None
+
+
+def _check_sinks(g: nx.DiGraph) -> tuple[str, tuple[str, ...]]:
+    losses = sorted(v for v, op in g.nodes(data="op") if op == "loss")
+    if not losses:
+        raise GraphError("the graph has no loss node (add a node with op = 'loss')")
+    if len(losses) > 1:
+        raise GraphError(f"the graph has several loss nodes: {', '.join(map(repr, losses))} (exactly one allowed)")
+    penalties = tuple(sorted(v for v, op in g.nodes(data="op") if op == "penalty"))
+    for v in (losses[0], *penalties):
+        if g.out_degree(v):
+            raise GraphError(f"{_label(g, v)}: a loss or penalty cannot feed other nodes "
+                             f"(it feeds {next(iter(g.successors(v)))!r})")
+    reaching = set(nx.ancestors(g, losses[0])) | {losses[0]}
+    for p in penalties:
+        reaching |= nx.ancestors(g, p) | {p}
+    for v in g.nodes:
+        if v in reaching:
+            continue
+        if g.nodes[v]["op"] == "parameter" and g.out_degree(v) == 0:
+            raise GraphError(f"{_label(g, v)}: parameter has no consumer")
+        raise GraphError(f"{_label(g, v)}: unreachable: its value never reaches the loss")
+    return losses[0], penalties
+
+
+def _infer_shapes(g, order, args):
+    shapes: dict[str, tuple[int, ...]] = {}
+    batched: dict[str, bool] = {}
+    for v in order:
+        data = g.nodes[v]
+        op = get_op(data["op"])
+        mine = args[v]
+        try:
+            shapes[v] = tuple(op.shape(data, {a: shapes[u] for a, u in mine.items()}))
+        except ValueError as e:
+            raise GraphError(f"{_label(g, v)}: {e}") from None
+        batched[v] = data["op"] in ("input", "target") or (
+            op.form not in ("leaf", "loss", "penalty") and batched[mine[op.args[0]]])
+        _check_kinds(g, v, op, mine, batched)
+    return shapes, batched
+
+
+def _check_kinds(g, v, op, mine, batched) -> None:
+    """Which kind of value may feed which argument (batches, parameters, targets)."""
+    kind = {u: g.nodes[u]["op"] for u in mine.values()}
+    for arg, u in mine.items():
+        if kind[u] == "target" and not (op.name == "loss" and arg == "t"):
+            raise GraphError(f"{_label(g, v)}: target {u!r} can only feed a loss's 't' argument")
+    if op.name == "loss":
+        if kind[mine["t"]] != "target":
+            raise GraphError(f"{_label(g, v)}: argument 't' must come from a target node, not {mine['t']!r}")
+        if not batched[mine["y"]]:
+            raise GraphError(f"{_label(g, v)}: argument 'y' must be a batch of predictions, not {mine['y']!r}")
+    if op.name == "penalty" and kind[mine["w"]] != "parameter":
+        raise GraphError(f"{_label(g, v)}: a penalty applies to a parameter node, not {mine['w']!r}")
+    if op.name == "dense":
+        if not batched[mine["x"]]:
+            raise GraphError(f"{_label(g, v)}: argument 'x' must be a batch of rows, not parameter {mine['x']!r}")
+        for a in ("W", "b"):
+            if a in mine and batched[mine[a]]:
+                raise GraphError(f"{_label(g, v)}: argument {a!r} must be a parameter, not the batch {mine[a]!r}")
+    if op.form in ("elementwise", "rowwise") and not batched[mine["x"]]:
+        raise GraphError(f"{_label(g, v)}: argument 'x' must be a batch of rows, not parameter {mine['x']!r}")
+
+
+def _check_functions(g: nx.DiGraph) -> None:
+    """Parse every activation/loss function now, so a bad formula fails validation, naming its node."""
+    for v, data in g.nodes(data=True):
+        if data["op"] in ("activation", "penalty") or (data["op"] == "loss" and not row_loss(data.get("function"))):
+            try:
+                scalar_function(data["op"], data)
+            except ValueError as e:  # FormulaError and GraphError are ValueErrors
+                raise GraphError(f"{_label(g, v)}: {e}") from None
+
+
+def validate(g) -> GraphInfo:
+    """Check a network and infer its shapes; GraphError naming the node and reason otherwise.
+
+    Checks, in order: node names, ops and their attributes, inputs of each op (argument names,
+    number), cycles, exactly one loss, every node reaching the loss (parameters with no
+    consumer, unreachable nodes), formulas, shapes along the graph, and which kind of value
+    feeds which argument.
+    """
+    if not isinstance(g, nx.DiGraph) or isinstance(g, nx.MultiDiGraph):
+        raise GraphError(f"a network must be a networkx.DiGraph, got {type(g).__name__}")
+    if g.number_of_nodes() == 0:
+        raise GraphError("the graph is empty")
+    _check_names(g)
+    _check_ops(g)
+    args = _collect_args(g)
+    order = _check_acyclic(g)
+    loss, penalties = _check_sinks(g)
+    _check_functions(g)
+    shapes, batched = _infer_shapes(g, order, args)
+    return GraphInfo(order, shapes, batched, loss, penalties, args)
+
+
+def _nodes_with_op(g: nx.DiGraph, op: str) -> list[str]:
+    return [v for v, o in g.nodes(data="op") if o == op]
+
+
+def parameters(g: nx.DiGraph) -> list[str]:
+    """Parameter nodes in topological order of their first use.
+
+    >>> from derive.build import mlp
+    >>> parameters(mlp([2, 3, 1]))
+    ['W1', 'b1', 'W2', 'b2']
+    """
+    order = {v: i for i, v in enumerate(nx.lexicographical_topological_sort(g))}
+    first_use = {p: min((order[s] for s in g.successors(p)), default=order[p]) for p in _nodes_with_op(g, "parameter")}
+    return sorted(first_use, key=lambda p: (first_use[p], order[p]))
+
+
+def inputs(g: nx.DiGraph) -> list[str]:
+    """Input nodes (sorted by name)."""
+    return sorted(_nodes_with_op(g, "input"))
+
+
+def targets(g: nx.DiGraph) -> list[str]:
+    """Target nodes (sorted by name)."""
+    return sorted(_nodes_with_op(g, "target"))
+
+
+def loss_node(g: nx.DiGraph) -> str:
+    """The loss node (validates the graph)."""
+    return validate(g).loss
+
+
+def penalties(g: nx.DiGraph) -> list[str]:
+    """Penalty nodes (sorted by name)."""
+    return sorted(_nodes_with_op(g, "penalty"))

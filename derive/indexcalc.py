@@ -1,0 +1,106 @@
+"""Index-form calculus: differentiate element expressions and clean the result up.
+
+SymPy differentiates ``Indexed`` expressions into sums of ``KroneckerDelta`` products
+(``d x[n, j] / d x[m, k] = delta(n, m) delta(j, k)``). :func:`contract` turns those back into
+closed form: sums are expanded over their terms, factors free of the summation index are
+pulled out, and a delta on the summation index substitutes it. Every index in symprop ranges
+over its whole dimension, so the ``Piecewise`` range conditions SymPy would attach are always
+true and never appear.
+
+Examples
+--------
+>>> import sympy as sp
+>>> x, g = sp.IndexedBase("x"), sp.IndexedBase("g")
+>>> i, j, k = sp.symbols("i j k", integer=True)
+>>> K = sp.Symbol("K", integer=True, positive=True)
+>>> s = sp.Sum(g[i] * x[i] ** 2, (i, 0, K - 1))
+>>> vjp(s, x, (k,))
+2*g[k]*x[k]
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+__all__ = ["contract", "vjp", "index_symbols"]
+
+
+def index_symbols(names: str) -> tuple[sp.Symbol, ...]:
+    """Integer symbols used as array indices.
+
+    >>> index_symbols("n i")
+    (n, i)
+    """
+    return sp.symbols(names, integer=True, nonnegative=True)
+
+
+def _expand_terms(expr: sp.Expr) -> list[sp.Expr]:
+    """The additive terms of ``expr`` once products over sums are distributed (no other expansion)."""
+    expanded = sp.expand(expr, deep=False, power_base=False, power_exp=False, log=False,
+                         multinomial=False, mul=True)
+    return list(sp.Add.make_args(expanded))
+
+
+def _delta_partner(factor: sp.Expr, index: sp.Symbol):
+    """For ``KroneckerDelta(index, other)`` return ``other``; None otherwise."""
+    if isinstance(factor, sp.KroneckerDelta) and index in factor.args:
+        a, b = factor.args
+        other = b if a == index else a
+        if other != index and index not in other.free_symbols:
+            return other
+    return None
+
+
+def _contract_sum(body: sp.Expr, index: sp.Symbol, lo, hi) -> sp.Expr:
+    """Closed form of ``Sum(body, (index, lo, hi))`` term by term."""
+    result = sp.S.Zero
+    for term in _expand_terms(body):
+        inside, outside = [], []
+        for factor in sp.Mul.make_args(term):
+            (inside if index in factor.free_symbols else outside).append(factor)
+        coeff = sp.Mul(*outside)
+        partner = next((p for p in (_delta_partner(f, index) for f in inside) if p is not None), None)
+        if partner is not None:
+            rest = list(inside)
+            rest.remove(next(f for f in inside if _delta_partner(f, index) == partner))
+            result += coeff * contract(sp.Mul(*rest).xreplace({index: partner}))
+        elif not inside:
+            result += coeff * (hi - lo + 1)
+        else:
+            result += coeff * sp.Sum(sp.Mul(*inside), (index, lo, hi))
+    return result
+
+
+def contract(expr: sp.Expr) -> sp.Expr:
+    """Contract every ``Sum`` of ``KroneckerDelta`` in ``expr`` (inside out).
+
+    >>> import sympy as sp
+    >>> a = sp.IndexedBase("a"); j, k = sp.symbols("j k", integer=True)
+    >>> contract(sp.Sum(a[j] * sp.KroneckerDelta(j, k), (j, 0, 9)))
+    a[k]
+    """
+    if not expr.has(sp.Sum, sp.KroneckerDelta):
+        return expr
+    if isinstance(expr, sp.Sum):
+        body = contract(expr.function)
+        limits = list(expr.limits)
+        # innermost limit first: Sum(f, (i, ..), (j, ..)) is sum over j of sum over i
+        index, lo, hi = limits[0]
+        inner = _contract_sum(body, index, lo, hi)
+        for index, lo, hi in limits[1:]:
+            inner = _contract_sum(inner, index, lo, hi)
+        return inner
+    if expr.args:
+        return expr.func(*[contract(a) if isinstance(a, sp.Basic) else a for a in expr.args])
+    return expr
+
+
+def vjp(scalar: sp.Expr, base: sp.IndexedBase, at: tuple) -> sp.Expr:
+    """The derivative of a scalar index expression with respect to ``base[at]``, contracted.
+
+    ``scalar`` is usually ``sum over outputs of upstream * output``, which makes the result
+    the vector-Jacobian product at element ``at``.
+    """
+    derivative = sp.diff(scalar, base[at])
+    derivative = derivative.replace(lambda e: isinstance(e, sp.Sum), lambda e: e)  # keep structure
+    return sp.factor_terms(contract(derivative))

@@ -1,0 +1,289 @@
+"""The op registry: every op is defined once, by its forward SymPy expression.
+
+Nothing here is a derivative. :mod:`derive.derivation` derives each op's backward
+expressions (vector-Jacobian products) from these forward definitions.
+
+An op belongs to one of a few *forms*, which say how its forward expression is written:
+
+``leaf``
+    ``input``, ``target`` and ``parameter`` nodes: values supplied from outside.
+``matrix``
+    A matrix expression of :class:`sympy.MatrixSymbol` arguments (``dense``: ``X W^T + 1 b^T``).
+    Its VJPs come from SymPy's matrix calculus.
+``elementwise``
+    A scalar function ``f(x)`` applied to every element (activations).
+``rowwise``
+    An index-form expression of one output element in terms of a row of the input,
+    with sums over the row (``softmax``). Later: convolution, normalization.
+``loss``
+    A scalar: the mean over the batch of an elementwise term ``l(y, t)`` (``mse``)
+    or of a row term written in index form (``softmax_cross_entropy``).
+``penalty``
+    A scalar: ``weight * sum(phi(w))`` over a parameter's elements (L1, L2).
+
+Examples
+--------
+>>> op = get_op("activation")
+>>> op.args
+('x',)
+>>> scalar_function("activation", {"function": "tanh"})
+tanh(x)
+>>> scalar_function("activation", {"function": "x*sigmoid(x)"})
+x/(1 + exp(-x))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import sympy as sp
+
+from .errors import GraphError
+
+__all__ = [
+    "Op", "OPS", "get_op", "ACTIVATIONS", "ELEMENTWISE_LOSSES", "ROW_LOSSES", "PENALTIES",
+    "scalar_function", "row_loss", "X", "Y", "T", "W", "BATCH", "is_formula", "REQUIRED",
+]
+
+#: Marks an attribute without a default in :attr:`Op.attrs`.
+REQUIRED = "<required>"
+
+#: Scalar symbols the elementwise definitions are written in.
+X = sp.Symbol("x", real=True)   # an element of the op's input
+Y = sp.Symbol("y", real=True)   # an element of a prediction (losses) or of the op's output
+T = sp.Symbol("t", real=True)   # an element of a target
+W = sp.Symbol("w", real=True)   # an element of a parameter (penalties)
+ALPHA = sp.Symbol("alpha", positive=True)
+#: The batch size: symbolic everywhere.
+BATCH = sp.Symbol("N", integer=True, positive=True)
+
+# --- activations: f(x) -------------------------------------------------------------------------
+#: Built-in activations, name -> (forward expression in x, {attribute: default}).
+#: The non-differentiable points follow PyTorch: relu'(0) = 0 (Heaviside(0) = 0), the step's
+#: derivative is taken as 0 everywhere (it is 0 almost everywhere), |x|'(0) = sign(0) = 0.
+ACTIVATIONS: dict[str, tuple[sp.Expr, dict[str, float]]] = {
+    "identity": (X, {}),
+    "step": (sp.Heaviside(X, 0), {}),
+    "relu": (sp.Max(0, X), {}),
+    "leaky_relu": (sp.Piecewise((X, X > 0), (ALPHA * X, True)), {"alpha": 0.01}),
+    "elu": (sp.Piecewise((X, X > 0), (ALPHA * (sp.exp(X) - 1), True)), {"alpha": 1.0}),
+    "sigmoid": (1 / (1 + sp.exp(-X)), {}),
+    "tanh": (sp.tanh(X), {}),
+    "softplus": (sp.log(1 + sp.exp(X)), {}),
+    "silu": (X / (1 + sp.exp(-X)), {}),
+    "swish": (X / (1 + sp.exp(-X)), {}),
+    "gelu": (X / 2 * (1 + sp.erf(X / sp.sqrt(2))), {}),
+    "softsign": (X / (1 + sp.Abs(X)), {}),
+}
+
+# --- losses ------------------------------------------------------------------------------------
+#: Elementwise loss terms l(y, t); the loss is their mean over every element of the batch.
+ELEMENTWISE_LOSSES: dict[str, sp.Expr] = {
+    "mse": (Y - T) ** 2,
+    "mae": sp.Abs(Y - T),
+    # binary cross-entropy on probabilities y in (0, 1), as PyTorch's BCELoss
+    "bce": -(T * sp.log(Y) + (1 - T) * sp.log(1 - Y)),
+    # binary cross-entropy on logits y, as PyTorch's BCEWithLogitsLoss (stable: no sigmoid first)
+    "bce_logits": sp.log(1 + sp.exp(Y)) - T * Y,
+}
+
+
+def _softmax_cross_entropy(z: sp.IndexedBase, t: sp.IndexedBase, j: sp.Idx, k: sp.Idx, K) -> sp.Expr:
+    """Row term of softmax cross-entropy on logits: -sum_j t_j log softmax(z)_j."""
+    log_softmax_j = z[j] - sp.log(sp.Sum(sp.exp(z[k]), (k, 0, K - 1)))
+    return -sp.Sum(t[j] * log_softmax_j, (j, 0, K - 1))
+
+
+#: Row losses written in index form: name -> builder(z, t, j, k, K) of one row's term.
+#: The loss is the mean of the row terms over the batch.
+ROW_LOSSES: dict[str, Callable[..., sp.Expr]] = {
+    "softmax_cross_entropy": _softmax_cross_entropy,
+}
+
+#: Penalties phi(w); the penalty term is weight * sum(phi(w)) over the parameter's elements.
+PENALTIES: dict[str, sp.Expr] = {
+    "l1": sp.Abs(W),
+    "l2": W ** 2 / 2,
+}
+
+
+def is_formula(name: str) -> bool:
+    """True when ``name`` is not a built-in name but a user formula (``"x*sigmoid(x)"``).
+
+    >>> is_formula("tanh"), is_formula("x*tanh(x)")
+    (False, True)
+    """
+    return not name.isidentifier()
+
+
+def _user_formula(text: str, variables: Mapping[str, sp.Symbol], what: str) -> sp.Expr:
+    from .parse import parse_formula  # local: keeps the parser's import off the registry's path
+
+    return parse_formula(text, variables)
+
+
+def scalar_function(op: str, attrs: Mapping[str, Any]) -> sp.Expr:
+    """The scalar forward expression of an elementwise op, loss or penalty node.
+
+    ``activation`` nodes give ``f(x)``; elementwise ``loss`` nodes give ``l(y, t)``;
+    ``penalty`` nodes give ``weight * phi(w)``. ``function`` may be a built-in name or a
+    formula string (parsed through the whitelist of :mod:`derive.parse`, never evaluated)
+    or a SymPy expression.
+
+    >>> scalar_function("loss", {"function": "mse"})
+    (-t + y)**2
+    >>> scalar_function("activation", {"function": "leaky_relu", "alpha": 0.2})
+    Piecewise((x, x > 0), (0.2*x, True))
+    """
+    fn = attrs.get("function")
+    if op == "activation":
+        if isinstance(fn, sp.Expr):
+            return fn
+        if fn in ACTIVATIONS:
+            expr, defaults = ACTIVATIONS[fn]
+            values = {**defaults, **{k: v for k, v in attrs.items() if k in defaults and v is not None}}
+            return expr.subs({ALPHA: sp.nsimplify(values["alpha"], rational=True)}) if "alpha" in values else expr
+        if isinstance(fn, str) and is_formula(fn):
+            return _user_formula(fn, {"x": X}, "activation")
+        raise GraphError(f"unknown activation {fn!r} (built-in: {', '.join(sorted(ACTIVATIONS))}; "
+                         "or give a formula in x such as 'x*sigmoid(x)')")
+    if op == "loss":
+        if isinstance(fn, sp.Expr):
+            return fn
+        if fn in ELEMENTWISE_LOSSES:
+            return ELEMENTWISE_LOSSES[fn]
+        if isinstance(fn, str) and is_formula(fn):
+            return _user_formula(fn, {"y": Y, "t": T}, "loss")
+        raise GraphError(f"unknown loss {fn!r} (built-in: {', '.join(sorted(loss_names()))}; "
+                         "or give an elementwise formula in y and t such as '(y-t)**2')")
+    if op == "penalty":
+        kind = attrs.get("kind", "l2")
+        if kind not in PENALTIES:
+            raise GraphError(f"unknown penalty {kind!r} (built-in: {', '.join(sorted(PENALTIES))})")
+        return sp.nsimplify(attrs.get("weight", 1e-4), rational=True) * PENALTIES[kind]
+    raise GraphError(f"op {op!r} has no scalar forward function")
+
+
+def row_loss(name: str):
+    """The index-form builder of a row loss, or None when ``name`` is elementwise.
+
+    >>> row_loss("softmax_cross_entropy") is not None, row_loss("mse")
+    (True, None)
+    """
+    return ROW_LOSSES.get(name) if isinstance(name, str) else None
+
+
+def loss_names() -> list[str]:
+    """Every built-in loss name."""
+    return sorted([*ELEMENTWISE_LOSSES, *ROW_LOSSES])
+
+
+# --- shapes ------------------------------------------------------------------------------------
+# A shape is a tuple of feature dimensions; the batch dimension is implicit (and symbolic)
+# for activations, and absent for parameters. Shape rules raise ValueError with the reason;
+# the graph validator prefixes the node's name.
+
+def _same_as(arg: str):
+    def rule(attrs, shapes):
+        return shapes[arg]
+    return rule
+
+
+def _dense_shape(attrs, shapes):
+    x, w = shapes["x"], shapes["W"]
+    if len(x) != 1:
+        raise ValueError(f"dense input x must have one feature dimension, got shape {list(x)}")
+    if len(w) != 2:
+        raise ValueError(f"dense weight W must be a matrix (units, inputs), got shape {list(w)}")
+    if w[1] != x[0]:
+        raise ValueError(f"shape mismatch: W is {list(w)} but x has {x[0]} features (W must be [units, {x[0]}])")
+    if "b" in shapes and tuple(shapes["b"]) != (w[0],):
+        raise ValueError(f"shape mismatch: b is {list(shapes['b'])} but W has {w[0]} units (b must be [{w[0]}])")
+    return (w[0],)
+
+
+def _loss_shape(attrs, shapes):
+    if tuple(shapes["y"]) != tuple(shapes["t"]):
+        raise ValueError(f"shape mismatch: prediction y is {list(shapes['y'])} but target t is {list(shapes['t'])}")
+    return ()
+
+
+def _leaf_shape(attrs, shapes):
+    shape = attrs.get("shape")
+    if (not isinstance(shape, (list, tuple)) or not shape
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+        raise ValueError(f"'shape' must be a non-empty list of positive integers, got {shape!r}")
+    return tuple(shape)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op of the registry.
+
+    ``args`` are the named inputs in order (edges carry the name in their ``arg`` attribute),
+    ``optional`` those that may be left out, ``attrs`` the allowed attributes with defaults
+    (:data:`REQUIRED`: no default), ``form`` says how the forward is written (see the module docstring).
+    """
+
+    name: str
+    form: str
+    args: tuple[str, ...]
+    shape: Callable[[Mapping[str, Any], Mapping[str, tuple]], tuple]
+    doc: str
+    optional: frozenset[str] = frozenset()
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    #: arguments that gradients never flow into (targets)
+    constant_args: frozenset[str] = frozenset()
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(a for a in self.args if a not in self.optional)
+
+
+def _dense_forward(Xm: sp.MatrixSymbol, Wm: sp.MatrixSymbol, bm: sp.MatrixSymbol | None) -> sp.MatrixExpr:
+    """``X W^T + 1 b^T``: one row per example, one column per unit."""
+    z = Xm * Wm.T
+    if bm is not None:
+        z = z + sp.OneMatrix(Xm.shape[0], 1) * bm.T
+    return z
+
+
+#: The matrix-form forward definitions: op name -> builder of the forward MatrixExpr.
+MATRIX_FORWARD: dict[str, Callable[..., sp.MatrixExpr]] = {"dense": _dense_forward}
+
+
+def _softmax_forward(x: sp.IndexedBase, i, j, K) -> sp.Expr:
+    """``softmax(x)_i = exp(x_i) / sum_j exp(x_j)`` over one row."""
+    return sp.exp(x[i]) / sp.Sum(sp.exp(x[j]), (j, 0, K - 1))
+
+
+#: The row-form forward definitions: op name -> builder of one output element.
+ROW_FORWARD: dict[str, Callable[..., sp.Expr]] = {"softmax": _softmax_forward}
+
+OPS: dict[str, Op] = {op.name: op for op in [
+    Op("input", "leaf", (), _leaf_shape, "a batch of input rows", attrs={"shape": REQUIRED}),
+    Op("target", "leaf", (), _leaf_shape, "a batch of target rows (no gradient)", attrs={"shape": REQUIRED}),
+    Op("parameter", "leaf", (), _leaf_shape, "a trained parameter (weights, biases)",
+       attrs={"shape": REQUIRED, "init": "auto"}),
+    Op("dense", "matrix", ("x", "W", "b"), _dense_shape, "affine map X W^T + b", optional=frozenset({"b"})),
+    Op("activation", "elementwise", ("x",), _same_as("x"), "elementwise f(x): built-in name or formula",
+       attrs={"function": REQUIRED, "alpha": None}),
+    Op("softmax", "rowwise", ("x",), _same_as("x"), "softmax over each row"),
+    Op("loss", "loss", ("y", "t"), _loss_shape, "mean loss over the batch",
+       attrs={"function": REQUIRED}, constant_args=frozenset({"t"})),
+    Op("penalty", "penalty", ("w",), lambda attrs, shapes: (), "weight * sum(phi(w)) on a parameter",
+       attrs={"kind": "l2", "weight": 1e-4}),
+]}
+
+
+def get_op(name: str) -> Op:
+    """The registered op called ``name``; GraphError naming the known ops otherwise.
+
+    >>> get_op("dense").required
+    ('x', 'W')
+    """
+    try:
+        return OPS[name]
+    except (KeyError, TypeError):
+        raise GraphError(f"unknown op {name!r} (known: {', '.join(OPS)})") from None
