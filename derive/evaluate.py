@@ -1,0 +1,125 @@
+"""A plain NumPy interpreter of the derived equations (float64), for checks and teaching.
+
+It runs the forward equations in topological order and the derived VJPs in reverse,
+summing each node's contributions, exactly as printed. It is slow (row ops and losses with
+sums are evaluated element by element) and meant for small sizes: the compiled kernels are
+the fast path; this is the reference that the derivation itself is right.
+
+Examples
+--------
+>>> from derive.build import mlp
+>>> from derive.derivation import backprop
+>>> from derive.symbolic import random_values
+>>> bp = backprop(mlp([2, 3, 1]))
+>>> loss, grads = evaluate(bp, random_values(bp.graph, batch=4))
+>>> grads["W1"].shape, grads["b1"].shape
+((3, 2), (3,))
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import sympy as sp
+
+from . import symbols as S
+from .ops import BATCH
+
+__all__ = ["evaluate", "forward_values"]
+
+_FUNCS = {"Heaviside": lambda x, h0=0.0: np.where(x > 0, 1.0, np.where(x == 0, h0, 0.0)),
+          "sign": np.sign, "Max": np.maximum, "Min": np.minimum}
+
+
+def _matrix_value(expr, env: dict[str, np.ndarray], batch: int) -> np.ndarray:
+    """Evaluate a matrix expression of MatrixSymbols, products, sums, transposes and 𝟙."""
+    if isinstance(expr, sp.MatrixSymbol):
+        value = env[expr.name]
+        return value.reshape(-1, 1) if value.ndim == 1 else value
+    if isinstance(expr, sp.OneMatrix):
+        rows = batch if expr.shape[0] == BATCH else int(expr.shape[0])
+        return np.ones((rows, int(expr.shape[1]) if expr.shape[1] != BATCH else batch))
+    if isinstance(expr, sp.Transpose):
+        return _matrix_value(expr.arg, env, batch).T
+    if isinstance(expr, sp.MatMul):
+        coeff, mats = expr.as_coeff_matrices()
+        out = _matrix_value(mats[0], env, batch)
+        for m in mats[1:]:
+            out = out @ _matrix_value(m, env, batch)
+        return float(coeff) * out
+    if isinstance(expr, sp.MatAdd):
+        return sum(_matrix_value(a, env, batch) for a in expr.args)
+    raise TypeError(f"cannot evaluate matrix expression {expr}")
+
+
+def _index_value(eq, env: dict[str, np.ndarray], batch: int) -> np.ndarray:
+    """Evaluate an index equation over its whole range."""
+    extents = [batch if e == BATCH else int(e) for e in eq.extents]
+    rhs = eq.rhs.subs(BATCH, batch)
+    bases = sorted({str(b.label) for b in rhs.atoms(sp.IndexedBase)})
+    if eq.elementwise:
+        plain = {e: sp.Symbol(f"_v{bases.index(str(e.base.label))}") for e in rhs.atoms(sp.Indexed)}
+        args = [sp.Symbol(f"_v{i}") for i in range(len(bases))]
+        fn = sp.lambdify(args, rhs.xreplace(plain), modules=[_FUNCS, "numpy"])
+        return np.broadcast_to(fn(*[_as_rows(env[b]) for b in bases]), extents).astype(np.float64)
+    arrays = {b: sp.IndexedBase(f"_a{i}") for i, b in enumerate(bases)}
+    rhs = rhs.xreplace({sp.IndexedBase(b): arrays[b] for b in bases})
+    fn = sp.lambdify([*eq.indices, *arrays.values()], rhs, modules=[_FUNCS, "math"])
+    out = np.empty(extents)
+    values = [_as_rows(env[b]) for b in bases]
+    for idx in np.ndindex(*extents):
+        out[idx] = fn(*idx, *values)
+    return out
+
+
+def _as_rows(value: np.ndarray) -> np.ndarray:
+    return value
+
+
+def forward_values(bp, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every node's value: the leaves as given, the rest by the forward equations."""
+    env = {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
+    first_input = next(v for v in bp.info.order if bp.graph.nodes[v]["op"] == "input")
+    batch = env[first_input].shape[0]
+    for v in bp.info.order:
+        eq = bp.nodes[v].forward
+        if eq is None:
+            continue
+        if eq.form == "matrix":
+            env[v] = _matrix_value(eq.rhs, env, batch)
+        elif eq.form == "index":
+            env[v] = _index_value(eq, env, batch)
+        else:
+            env[v] = float(_scalar_value(eq.rhs, env, batch))
+    return env
+
+
+def _scalar_value(expr, env, batch) -> float:
+    expr = expr.subs(BATCH, batch)
+    bases = sorted({str(b.label) for b in expr.atoms(sp.IndexedBase)})
+    arrays = {b: sp.IndexedBase(f"_a{i}") for i, b in enumerate(bases)}
+    fn = sp.lambdify(list(arrays.values()), expr.xreplace({sp.IndexedBase(b): arrays[b] for b in bases}),
+                     modules=[_FUNCS, "math"])
+    return fn(*[env[b] for b in bases])
+
+
+def evaluate(bp, values: Mapping[str, np.ndarray]) -> tuple[float, dict[str, np.ndarray]]:
+    """The objective and ``parameter -> gradient`` computed from the derived equations."""
+    env = forward_values(bp, values)
+    first_input = next(v for v in bp.info.order if bp.graph.nodes[v]["op"] == "input")
+    batch = env[first_input].shape[0]
+    objective = env[bp.info.loss] + sum(env[p] for p in bp.info.penalties)
+    for v in reversed(bp.info.order):
+        contributions = bp.gradients.get(v)
+        if not contributions:
+            continue
+        total = None
+        for c in contributions:
+            eq = c.equation
+            part = _matrix_value(eq.rhs, env, batch) if eq.form == "matrix" else _index_value(eq, env, batch)
+            part = part.reshape(np.shape(env[v]))
+            total = part if total is None else total + part
+        env[S.GRAD_PREFIX + v] = total
+    grads = {p: env[S.GRAD_PREFIX + p] for p in bp.parameters if S.GRAD_PREFIX + p in env}
+    return float(objective), grads

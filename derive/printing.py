@@ -1,0 +1,403 @@
+"""Printing derived equations: one-line Unicode for terminals, LaTeX for documents.
+
+Both printers subclass SymPy's and override only what symprop's equations need:
+node names (``dL/dv`` prints ``∂L/∂v``, ``delta(l)`` prints ``δ⁽ˡ⁾``), transposes, the
+all-ones vector, batch sums (``Gᵀ·𝟙`` prints ``Σₙ G``), Hadamard products in elementwise
+equations (``⊙``, indices dropped), and softmax recognised in its exp/sum form.
+User text (node names) is escaped in LaTeX, so any name prints as text.
+
+Examples
+--------
+>>> from derive.build import mlp
+>>> from derive.derivation import backprop
+>>> d = backprop(mlp([2, 3, 1], activation="tanh"))
+>>> print(pretty_equation(d.nodes["a1"].vjps["x"]))
+∂L/∂z1 = ∂L/∂a1 ⊙ (1 - a1²)
+>>> print(pretty_equation(d.layers[0].delta))
+δ⁽¹⁾ = (δ⁽²⁾·W2) ⊙ (1 - a1²)
+>>> print(latex_equation(d.layers[0].weight_grad))
+\\frac{\\partial L}{\\partial W_{1}} = {\\delta^{(1)}}^{\\top} x
+"""
+
+from __future__ import annotations
+
+import re
+
+import sympy as sp
+from sympy.matrices.expressions.matexpr import MatrixElement
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+
+from . import symbols as S
+from .scalar import CONVENTIONS
+
+__all__ = ["pretty_equation", "latex_equation", "pretty_report", "latex_report", "latex_escape",
+           "UnicodePrinter", "SympropLatexPrinter"]
+
+_SUPER = str.maketrans("0123456789()-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁽⁾⁻")
+_SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "#": r"\#", "$": r"\$", "%": r"\%",
+                  "&": r"\&", "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    r"""Escape user text for LaTeX text mode.
+
+    >>> print(latex_escape(r"\input{/etc/passwd} 50% a_b"))
+    \textbackslash{}input\{/etc/passwd\} 50\% a\_b
+    """
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
+
+
+class Softmax(sp.Expr):
+    """Display form of ``exp(z[n, i]) / Σ_l exp(z[n, l])``: ``softmax(z)``."""
+
+    def __new__(cls, base, row, col):
+        return sp.Expr.__new__(cls, base, row, col)
+
+
+def _display(expr):
+    """Rewrites for reading only: softmax in its exp/sum form."""
+    def is_softmax(e):
+        if not isinstance(e, sp.Mul) or len(e.args) != 2:
+            return False
+        num = [a for a in e.args if isinstance(a, sp.exp)]
+        den = [a for a in e.args if isinstance(a, sp.Pow) and a.exp == -1 and isinstance(a.base, sp.Sum)]
+        if not (num and den) or not isinstance(num[0].args[0], sp.Indexed):
+            return False
+        top, s = num[0].args[0], den[0].base
+        body = s.function
+        return (isinstance(body, sp.exp) and isinstance(body.args[0], sp.Indexed)
+                and body.args[0].base == top.base and body.args[0].indices[0] == top.indices[0])
+
+    def to_softmax(e):
+        top = next(a for a in e.args if isinstance(a, sp.exp)).args[0]
+        return Softmax(top.base, *top.indices)
+
+    def split(e):  # exp(z)*Sum(t)/Sum(exp) -> Sum(t) * [exp(z)/Sum(exp)]
+        num = [a for a in e.args if isinstance(a, sp.exp)]
+        den = [a for a in e.args if isinstance(a, sp.Pow) and a.exp == -1 and isinstance(a.base, sp.Sum)]
+        if num and den and is_softmax(sp.Mul(num[0], den[0], evaluate=False)):
+            rest = [a for a in e.args if a is not num[0] and a is not den[0]]
+            return sp.Mul(*rest, to_softmax(sp.Mul(num[0], den[0], evaluate=False)))
+        return e
+
+    if not isinstance(expr, sp.Basic) or not expr.has(sp.Sum):
+        return expr
+    return expr.replace(lambda e: isinstance(e, sp.Mul), split)
+
+
+def _is_array(e) -> bool:
+    return bool(e.atoms(sp.Indexed)) or isinstance(e, (MatrixElement, Softmax)) or bool(e.atoms(MatrixElement))
+
+
+class _Names:
+    """Name printing shared by both printers."""
+
+    unicode = True
+
+    def _node_name(self, name: str) -> str:
+        return name
+
+    def _name(self, name: str) -> str:
+        kind, rest = S.parse_name(name)
+        if kind == "grad":
+            return self._grad_name(self._node_name(rest))
+        if kind == "delta":
+            return self._delta_name(rest)
+        return self._node_name(name)
+
+
+class UnicodePrinter(_Names, StrPrinter):
+    """One-line Unicode printing of derived equations."""
+
+    printmethod = "_symprop_unicode"  # ignore objects' own _sympystr (Indexed has one)
+
+    def __init__(self, elementwise: bool = False, settings=None):
+        super().__init__(settings or {})
+        self.elementwise = elementwise
+
+    def _grad_name(self, name):
+        return f"∂L/∂{name}"
+
+    def _delta_name(self, layer):
+        return "δ" + f"({layer})".translate(_SUPER)
+
+    def _print_Symbol(self, e):
+        return self._name(e.name)
+
+    def _print_MatrixSymbol(self, e):
+        return self._name(e.name)
+
+    def _print_IndexedBase(self, e):
+        return self._name(str(e.label))
+
+    def _print_Indexed(self, e):
+        base = self._print(e.base)
+        if self.elementwise:
+            return base
+        return f"{base}[{','.join(self._print(i) for i in e.indices)}]"
+
+    def _print_MatrixElement(self, e):
+        inner = self._print(e.parent)
+        if self.elementwise:
+            return f"({inner})" if isinstance(e.parent, (sp.MatMul, sp.MatAdd)) else inner
+        return f"({inner})[{self._print(e.i)},{self._print(e.j)}]"
+
+    def _print_Transpose(self, e):
+        arg = self._print(e.arg)
+        return (arg if isinstance(e.arg, sp.MatrixSymbol) else f"({arg})") + "ᵀ"
+
+    def _print_OneMatrix(self, e):
+        return "𝟙"
+
+    def _print_MatMul(self, e):
+        args = list(e.args)
+        if isinstance(args[-1], sp.OneMatrix) and len(args) == 2 and isinstance(args[0], sp.Transpose):
+            return f"Σₙ {self._print(args[0].arg)}"
+        return "·".join(self._print(a) if isinstance(a, (sp.Transpose, sp.MatrixSymbol, sp.OneMatrix))
+                        else self.parenthesize(a, 60) for a in args)
+
+    def _print_Pow(self, e, rational=False):
+        if e.exp.is_Integer and 1 < e.exp < 10:
+            return self.parenthesize(e.base, 60) + str(int(e.exp)).translate(_SUPER)
+        return super()._print_Pow(e, rational)
+
+    def _print_Mul(self, e):
+        if self.elementwise:
+            coeff, factors = e.as_coeff_mul()
+            arrays = [f for f in factors if _is_array(f)]
+            if len(arrays) > 1:
+                others = [f for f in factors if not _is_array(f)]
+                scalar = sp.Mul(coeff, *others)
+                parts = [self.parenthesize(f, 50) for f in arrays]
+                body = " ⊙ ".join(parts)
+                if scalar == 1:
+                    return body
+                if scalar == -1:
+                    return "-" + body
+                return f"{self.parenthesize(scalar, 50)}·({body})"
+        return super()._print_Mul(e)
+
+    def _print_Heaviside(self, e):
+        return f"H({self._print(e.args[0])})"
+
+    def _print_Sum(self, e):
+        body = self._print(e.function)
+        idx = ",".join(self._print(lim[0]) for lim in e.limits)
+        return f"Σ_{idx}({body})"
+
+    def _print_Softmax(self, e):
+        base = self._print(e.args[0])
+        return f"softmax({base})" if self.elementwise else f"softmax({base})[{self._print(e.args[1])},{self._print(e.args[2])}]"
+
+    def _print_Abs(self, e):
+        return f"|{self._print(e.args[0])}|"
+
+
+class SympropLatexPrinter(_Names, LatexPrinter):
+    """LaTeX printing of derived equations; node names are escaped user text."""
+
+    printmethod = "_symprop_latex"
+
+    def __init__(self, elementwise: bool = False, settings=None):
+        super().__init__(settings or {})
+        self.elementwise = elementwise
+
+    def _node_name(self, name: str) -> str:
+        m = re.fullmatch(r"([A-Za-z]+)(\d*)", name)
+        if m:
+            letters, digits = m.groups()
+            head = letters if len(letters) == 1 else rf"\mathrm{{{letters}}}"
+            return head + (f"_{{{digits}}}" if digits else "")
+        return rf"\text{{{latex_escape(name)}}}"
+
+    def _grad_name(self, name):
+        return rf"\frac{{\partial L}}{{\partial {name}}}"
+
+    def _delta_name(self, layer):
+        return rf"\delta^{{({latex_escape(layer)})}}"
+
+    def _print_Symbol(self, e, style="plain"):
+        return self._name(e.name)
+
+    def _print_MatrixSymbol(self, e):
+        return self._name(e.name)
+
+    def _print_IndexedBase(self, e):
+        return self._name(str(e.label))
+
+    def _print_Indexed(self, e):
+        base = self._print(e.base)
+        if self.elementwise:
+            return base
+        base = f"{{{base}}}" if "_" in base or "frac" in base else base
+        return f"{base}_{{{','.join(self._print(i) for i in e.indices)}}}"
+
+    def _print_MatrixElement(self, e):
+        inner = self._print(e.parent)
+        if self.elementwise:
+            return rf"\left({inner}\right)" if isinstance(e.parent, (sp.MatMul, sp.MatAdd)) else inner
+        return rf"\left({inner}\right)_{{{self._print(e.i)},{self._print(e.j)}}}"
+
+    def _print_Transpose(self, e):
+        arg = self._print(e.arg)
+        return (rf"{{{arg}}}" if isinstance(e.arg, sp.MatrixSymbol) else rf"\left({arg}\right)") + r"^{\top}"
+
+    def _print_OneMatrix(self, e):
+        return r"\mathbf{1}"
+
+    def _print_MatMul(self, e):
+        args = list(e.args)
+        if isinstance(args[-1], sp.OneMatrix) and len(args) == 2 and isinstance(args[0], sp.Transpose):
+            return rf"\sum_{{n}} {self._print(args[0].arg)}"
+        return " ".join(self._print(a) if isinstance(a, (sp.Transpose, sp.MatrixSymbol, sp.OneMatrix))
+                        else self.parenthesize(a, 60) for a in args)
+
+    def _print_Mul(self, e):
+        if self.elementwise:
+            coeff, factors = e.as_coeff_mul()
+            arrays = [f for f in factors if _is_array(f)]
+            if len(arrays) > 1:
+                others = [f for f in factors if not _is_array(f)]
+                scalar = sp.Mul(coeff, *others)
+                body = r" \odot ".join(self.parenthesize(f, 50) for f in arrays)
+                if scalar == 1:
+                    return body
+                if scalar == -1:
+                    return "-" + body
+                return rf"{self.parenthesize(scalar, 50)} \left({body}\right)"
+        return super()._print_Mul(e)
+
+    def _print_Heaviside(self, e, exp=None):
+        return rf"H\left({self._print(e.args[0])}\right)"
+
+    def _print_Softmax(self, e):
+        base = self._print(e.args[0])
+        if self.elementwise:
+            return rf"\operatorname{{softmax}}\left({base}\right)"
+        return rf"\operatorname{{softmax}}\left({base}\right)_{{{self._print(e.args[1])},{self._print(e.args[2])}}}"
+
+
+def _sides(eq, printer_cls):
+    elementwise = eq.elementwise or _is_elementwise_delta(eq)
+    p = printer_cls(elementwise=elementwise)
+    return p.doprint(eq.lhs), p.doprint(_display(eq.rhs))
+
+
+def _is_elementwise_delta(eq) -> bool:
+    """δ equations mix matrix elements ``(δ W)[n, i]`` with elementwise factors: print them elementwise."""
+    if eq.form != "index" or eq.rhs.has(sp.Sum):
+        return False
+    elems = eq.rhs.atoms(sp.Indexed) | eq.rhs.atoms(MatrixElement)
+    return all(tuple(getattr(e, "indices", None) or (e.i, e.j)) == eq.indices for e in elems)
+
+
+def pretty_equation(eq) -> str:
+    """``lhs = rhs`` in one line of Unicode."""
+    lhs, rhs = _sides(eq, UnicodePrinter)
+    return f"{lhs} = {rhs}"
+
+
+def latex_equation(eq) -> str:
+    """``lhs = rhs`` in LaTeX (math mode, no delimiters)."""
+    lhs, rhs = _sides(eq, SympropLatexPrinter)
+    return f"{lhs} = {rhs}"
+
+
+def _describe(bp, v) -> str:
+    nd = bp.nodes[v]
+    extra = ""
+    if nd.op == "activation" or nd.op == "loss":
+        fn = nd.attrs.get("function")
+        extra = f" {fn}" if isinstance(fn, str) else ""
+    if nd.op == "penalty":
+        extra = f" {nd.attrs.get('kind', 'l2')} weight {nd.attrs.get('weight', 1e-4)}"
+    return f"{nd.op}{extra}"
+
+
+def _shape_text(bp, v) -> str:
+    shape = bp.info.shapes[v]
+    dims = (["N"] if bp.info.batched[v] else []) + [str(d) for d in shape]
+    return "×".join(dims) if dims else "scalar"
+
+
+def _report_items(bp):
+    """(section title, [(label, equation)]) in reading order; shared by both report printers."""
+    forward = [(f"{v}  [{_describe(bp, v)}, {_shape_text(bp, v)}]", nd.forward)
+               for v, nd in bp.nodes.items() if nd.forward is not None]
+    backward = []
+    for v in reversed(list(bp.nodes)):
+        for a, eq in bp.nodes[v].vjps.items():
+            backward.append((f"{v} → {bp.info.args[v][a]}  (argument {a})", eq))
+    layers = []
+    for layer in bp.layers:
+        layers.append((f"layer {layer.number}: {layer.dense}" + (f" → {layer.activation}" if layer.activation else ""),
+                       layer.delta))
+        if layer.weight_grad is not None:
+            layers.append(("", layer.weight_grad))
+        if layer.bias_grad is not None:
+            layers.append(("", layer.bias_grad))
+    return [("Forward", forward), ("Backward (derived vector-Jacobian products)", backward),
+            ("Layer recursion", layers)]
+
+
+def _total_gradients(bp):
+    """Nodes whose gradient sums several consumers' contributions."""
+    return {v: cs for v, cs in bp.gradients.items() if len(cs) > 1}
+
+
+def pretty_report(bp, unicode: bool = True) -> str:
+    """Every equation of a :class:`~derive.derivation.Backprop`, for a terminal."""
+    name = bp.graph.graph.get("name", "network")
+    params = ", ".join(f"{p} {_shape_text(bp, p)}" for p in bp.parameters)
+    lines = [f"Network {name!r}: {bp.graph.number_of_nodes()} nodes; parameters: {params}",
+             f"Conventions: {CONVENTIONS}", ""]
+    for title, items in _report_items(bp):
+        if not items:
+            continue
+        lines.append(title)
+        for label, eq in items:
+            if label:
+                lines.append(f"  {label}")
+            lines.append(f"      {pretty_equation(eq)}")
+        lines.append("")
+    totals = _total_gradients(bp)
+    if totals:
+        lines.append("Gradients summed over consumers")
+        for v, cs in totals.items():
+            terms = " + ".join(f"[from {c.consumer}]" for c in cs)
+            lines.append(f"  ∂L/∂{v} = {terms}")
+        lines.append("")
+    text = "\n".join(lines).rstrip() + "\n"
+    if not unicode:
+        text = _to_ascii(text)
+    return text
+
+
+_ASCII = {"∂": "d", "δ": "delta", "⊙": "(*)", "·": "*", "ᵀ": "^T", "𝟙": "1", "Σ": "sum", "ₙ": "_n", "→": "->",
+          "×": "x", "⁽": "^(", "⁾": ")", "²": "^2", "³": "^3"}
+
+
+def _to_ascii(text: str) -> str:
+    for k, v in _ASCII.items():
+        text = text.replace(k, v)
+    return text.translate(str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-"))
+
+
+def latex_report(bp) -> str:
+    """The same equations as LaTeX ``align*`` blocks, one per section, labels as escaped text."""
+    out = [rf"% conventions: {latex_escape(CONVENTIONS)}"]
+    for title, items in _report_items(bp):
+        if not items:
+            continue
+        out.append(rf"\paragraph{{{latex_escape(title)}}}")
+        out.append(r"\begin{align*}")
+        rows = []
+        for label, eq in items:
+            lhs, rhs = _sides(eq, SympropLatexPrinter)
+            tag = rf" && \text{{{latex_escape(label)}}}" if label else ""
+            rows.append(rf"{lhs} &= {rhs}{tag}")
+        out.append(" \\\\\n".join(rows))
+        out.append(r"\end{align*}")
+    return "\n".join(out) + "\n"

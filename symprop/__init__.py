@@ -1,0 +1,1 @@
+"""The ``symprop`` command-line tool: a thin layer over :mod:`derive`, :mod:`kernels` and :mod:`reports`."""
