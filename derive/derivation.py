@@ -21,7 +21,7 @@ Examples
 >>> from derive.build import mlp
 >>> d = backprop(mlp([2, 3, 1], activation="tanh", loss="mse"))
 >>> d.nodes["a1"].vjps["x"].rhs
-dL/da1[n, i]*(1 - a1[n, i]**2)
+(1 - a1[n, i]**2)*dL/da1[n, i]
 >>> d.nodes["z1"].vjps["W"].rhs
 dL/dz1.T*x
 """

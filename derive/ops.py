@@ -134,7 +134,7 @@ def scalar_function(op: str, attrs: Mapping[str, Any]) -> sp.Expr:
     >>> scalar_function("loss", {"function": "mse"})
     (-t + y)**2
     >>> scalar_function("activation", {"function": "leaky_relu", "alpha": 0.2})
-    Piecewise((x, x > 0), (0.2*x, True))
+    Piecewise((x, x > 0), (x/5, True))
     """
     fn = attrs.get("function")
     if op == "activation":

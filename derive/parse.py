@@ -374,8 +374,15 @@ def _build(node: ast.AST, ctx: _Context) -> sympy.Expr:
     if builder is None:  # unreachable after _find_problem; kept as a second line of defence
         raise ctx.error(f"{type(node).__name__} is not allowed")
     expr = builder(node, ctx)
+    _check_defined(expr, ctx)
     _check_number_sizes(expr, ctx)
     return expr
+
+
+def _check_defined(expr: sympy.Expr, ctx: _Context) -> None:
+    """Refuse ``1/0``, ``log(0)``, ... as soon as they appear (Max, Min cannot compare them)."""
+    if expr.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
+        raise ctx.error("the value is undefined or infinite (division by zero, log(0), ...)")
 
 
 def _check_number_sizes(expr: sympy.Expr, ctx: _Context) -> None:
@@ -475,8 +482,7 @@ def _check_result(expr: object, ctx: _Context) -> None:
     unexpected = expr.free_symbols - set(ctx.symbols.values())
     if unexpected:
         raise ctx.error(f"unexpected symbols {', '.join(sorted(map(str, unexpected)))}")
-    if expr.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
-        raise ctx.error("the value is undefined or infinite (division by zero, log(0), ...)")
+    _check_defined(expr, ctx)
 
 
 def _check_symbols(symbols: object) -> Mapping[str, sympy.Symbol]:

@@ -91,6 +91,23 @@ def _is_array(e) -> bool:
     return bool(e.atoms(sp.Indexed)) or isinstance(e, (MatrixElement, Softmax)) or bool(e.atoms(MatrixElement))
 
 
+def _is_upstream(e) -> bool:
+    """A factor carrying the upstream gradient: ``∂L/∂v``, ``δ⁽ˡ⁾`` or a matrix product's element."""
+    if e.atoms(MatrixElement) or isinstance(e, MatrixElement):
+        return True
+    return any(S.parse_name(str(b.label))[0] != "value" for b in e.atoms(sp.IndexedBase))
+
+
+def _hadamard_split(mul):
+    """``[upstream, local]`` for an elementwise product of an upstream gradient and a local
+    derivative (printed ``upstream ⊙ local``); None when the product is not of that shape."""
+    up = [f for f in mul.args if _is_upstream(f)]
+    local = [f for f in mul.args if not _is_upstream(f)]
+    if len(up) != 1 or not local or not any(_is_array(f) for f in local):
+        return None
+    return [up[0], sp.Mul(*local)]
+
+
 class _Names:
     """Name printing shared by both printers."""
 
@@ -164,19 +181,9 @@ class UnicodePrinter(_Names, StrPrinter):
         return super()._print_Pow(e, rational)
 
     def _print_Mul(self, e):
-        if self.elementwise:
-            coeff, factors = e.as_coeff_mul()
-            arrays = [f for f in factors if _is_array(f)]
-            if len(arrays) > 1:
-                others = [f for f in factors if not _is_array(f)]
-                scalar = sp.Mul(coeff, *others)
-                parts = [self.parenthesize(f, 50) for f in arrays]
-                body = " ⊙ ".join(parts)
-                if scalar == 1:
-                    return body
-                if scalar == -1:
-                    return "-" + body
-                return f"{self.parenthesize(scalar, 50)}·({body})"
+        split = _hadamard_split(e) if self.elementwise else None
+        if split:
+            return " ⊙ ".join(self.parenthesize(f, 50) for f in split)
         return super()._print_Mul(e)
 
     def _print_Heaviside(self, e):
@@ -255,18 +262,9 @@ class SympropLatexPrinter(_Names, LatexPrinter):
                         else self.parenthesize(a, 60) for a in args)
 
     def _print_Mul(self, e):
-        if self.elementwise:
-            coeff, factors = e.as_coeff_mul()
-            arrays = [f for f in factors if _is_array(f)]
-            if len(arrays) > 1:
-                others = [f for f in factors if not _is_array(f)]
-                scalar = sp.Mul(coeff, *others)
-                body = r" \odot ".join(self.parenthesize(f, 50) for f in arrays)
-                if scalar == 1:
-                    return body
-                if scalar == -1:
-                    return "-" + body
-                return rf"{self.parenthesize(scalar, 50)} \left({body}\right)"
+        split = _hadamard_split(e) if self.elementwise else None
+        if split:
+            return r" \odot ".join(self.parenthesize(f, 50) for f in split)
         return super()._print_Mul(e)
 
     def _print_Heaviside(self, e, exp=None):

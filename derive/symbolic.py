@@ -35,10 +35,14 @@ from .scalar import apply_conventions
 __all__ = ["symbolic_loss", "symbolic_gradients", "SymbolicGradients", "random_values"]
 
 
-def _element_symbols(v: str, shape: tuple[int, ...]) -> np.ndarray:
+def _element_symbols(v: str, shape: tuple[int, ...], number: int) -> np.ndarray:
+    """One real symbol per element, named ``W1_0_1`` (a Python identifier, so lambdify needs no
+    renaming pass, which costs minutes on large expressions). Names with ``_`` or that are not
+    identifiers become ``_leaf<k>``, so two leaves never share an element name."""
+    stem = v if v.isidentifier() and "_" not in v else f"_leaf{number}"
     arr = np.empty(shape, dtype=object)
     for idx in np.ndindex(*shape):
-        arr[idx] = sp.Symbol(f"{v}[{','.join(map(str, idx))}]", real=True)
+        arr[idx] = sp.Symbol("_".join([stem, *map(str, idx)]), real=True)
     return arr
 
 
@@ -61,7 +65,7 @@ def symbolic_loss(g: nx.DiGraph, batch: int) -> tuple[sp.Expr, dict[str, np.ndar
         a = {arg: values[u] for arg, u in info.args[v].items()}
         if op.form == "leaf":
             shape = ((batch,) if info.batched[v] else ()) + info.shapes[v]
-            values[v] = leaves[v] = _element_symbols(v, shape)
+            values[v] = leaves[v] = _element_symbols(v, shape, len(leaves))
         elif op.form == "matrix":
             mats = {arg: sp.Matrix(x if x.ndim == 2 else x.reshape(-1, 1)) for arg, x in a.items()}
             built = MATRIX_FORWARD[op.name](*[mats.get(arg) for arg in op.args]) if "b" not in mats else None
