@@ -125,6 +125,8 @@ class Backprop:
     nodes: dict[str, NodeDerivation]
     gradients: dict[str, list[Contribution]]
     layers: list[Layer]
+    #: plain-language warnings about the derived gradients (e.g. a step activation blocks them)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def parameters(self) -> list[str]:
@@ -145,7 +147,9 @@ class Backprop:
         return latex_report(self)
 
     def _repr_latex_(self) -> str:
-        return self.latex()
+        from .printing import latex_report
+
+        return latex_report(self, notebook=True)
 
     def __str__(self) -> str:
         return self.pretty()
@@ -346,8 +350,21 @@ def backprop(g: nx.DiGraph) -> Backprop:
     for v in reversed(info.order):
         for a, eq in nodes[v].vjps.items():
             gradients[info.args[v][a]].append(Contribution(v, a, eq))
-    result = Backprop(g, info, nodes, gradients, [])
+    result = Backprop(g, info, nodes, gradients, [], _warnings(g, nodes))
     from .layers import layer_recursion
 
     result.layers = layer_recursion(result)
     return result
+
+
+def _warnings(g: nx.DiGraph, nodes: dict[str, NodeDerivation]) -> list[str]:
+    """Say plainly where no gradient can flow: elementwise ops whose derivative is 0."""
+    out = []
+    for v, nd in nodes.items():
+        d = nd.derivatives.get("x")
+        if nd.op == "activation" and d is not None and d.zero:
+            blocked = sorted(u for u in nx.ancestors(g, v) if g.nodes[u]["op"] == "parameter")
+            out.append(f"node {v!r}: the {nd.attrs.get('function')} activation has zero derivative almost "
+                       f"everywhere, so no gradient reaches {', '.join(blocked) or 'anything'} through it; "
+                       "training through it will not change those parameters")
+    return out

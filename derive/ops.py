@@ -21,6 +21,13 @@ An op belongs to one of a few *forms*, which say how its forward expression is w
 ``penalty``
     A scalar: ``weight * sum(phi(w))`` over a parameter's elements (L1, L2).
 
+New ops fit one of these forms without touching the derivation walker: convolution and pooling
+are row/index forms (an output element as a sum over input elements; the index calculus
+contracts the deltas); batch and layer normalization are index forms whose sums run over the
+batch index or the feature index; attention is a matrix form (products with a softmax row op);
+a recurrence is one parameter node feeding many time-step nodes, and the walker already sums a
+node's contributions from all of its consumers.
+
 Examples
 --------
 >>> op = get_op("activation")

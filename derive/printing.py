@@ -37,7 +37,8 @@ __all__ = ["pretty_equation", "latex_equation", "pretty_report", "latex_report",
 _SUPER = str.maketrans("0123456789()-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁽⁾⁻")
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "#": r"\#", "$": r"\$", "%": r"\%",
-                  "&": r"\&", "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+                  "&": r"\&", "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "×": r"\ensuremath{\times}", "→": r"\ensuremath{\to}", "<": r"\textless{}", ">": r"\textgreater{}"}
 
 
 def latex_escape(text: str) -> str:
@@ -350,7 +351,8 @@ def pretty_report(bp, unicode: bool = True) -> str:
     name = bp.graph.graph.get("name", "network")
     params = ", ".join(f"{p} {_shape_text(bp, p)}" for p in bp.parameters)
     lines = [f"Network {name!r}: {bp.graph.number_of_nodes()} nodes; parameters: {params}",
-             f"Conventions: {CONVENTIONS}", ""]
+             f"Conventions: {CONVENTIONS}"]
+    lines += [f"Warning: {w}" for w in bp.warnings] + [""]
     for title, items in _report_items(bp):
         if not items:
             continue
@@ -383,15 +385,20 @@ def _to_ascii(text: str) -> str:
     return text.translate(str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-"))
 
 
-def latex_report(bp) -> str:
-    """The same equations as LaTeX ``align*`` blocks, one per section, labels as escaped text."""
-    out = [rf"% conventions: {latex_escape(CONVENTIONS)}"]
+def latex_report(bp, notebook: bool = False) -> str:
+    """The same equations as LaTeX ``align*`` blocks, one per section, labels as escaped text.
+
+    ``notebook=True`` leaves out what MathJax does not render (comments, ``\\paragraph``) and
+    puts each section title in the block as text.
+    """
+    out = [] if notebook else [rf"% conventions: {latex_escape(CONVENTIONS)}"]
     for title, items in _report_items(bp):
         if not items:
             continue
-        out.append(rf"\paragraph{{{latex_escape(title)}}}")
+        if not notebook:
+            out.append(rf"\paragraph{{{latex_escape(title)}}}")
         out.append(r"\begin{align*}")
-        rows = []
+        rows = [rf"&\text{{{latex_escape(title)}}}"] if notebook else []
         for label, eq in items:
             lhs, rhs = _sides(eq, SympropLatexPrinter)
             tag = rf" && \text{{{latex_escape(label)}}}" if label else ""
