@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import numpy as np
@@ -29,7 +30,8 @@ from .ops import BATCH
 __all__ = ["evaluate", "forward_values"]
 
 _FUNCS = {"Heaviside": lambda x, h0=0.0: np.where(x > 0, 1.0, np.where(x == 0, h0, 0.0)),
-          "sign": np.sign, "Max": np.maximum, "Min": np.minimum}
+          "sign": np.sign, "Max": np.maximum, "Min": np.minimum,
+          "erf": np.vectorize(math.erf, otypes=[float]), "erfc": np.vectorize(math.erfc, otypes=[float])}
 
 
 def _matrix_value(expr, env: dict[str, np.ndarray], batch: int) -> np.ndarray:
