@@ -214,7 +214,7 @@ def _toml_value(v) -> str:
             raise SpecError(f"cannot write non-finite number {v!r} to TOML")
         return repr(v)
     if isinstance(v, str):
-        return json.dumps(v)  # JSON string escapes are valid TOML basic-string escapes
+        return _toml_string(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
@@ -223,7 +223,12 @@ def _toml_value(v) -> str:
 
 
 def _toml_key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() and k.isascii() else json.dumps(k)
+    return k if k.replace("_", "").replace("-", "").isalnum() and k.isascii() else _toml_string(k)
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, minus surrogate pairs (keep text raw) and DEL."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def to_toml(g: nx.DiGraph) -> str:
@@ -239,7 +244,8 @@ def to_toml(g: nx.DiGraph) -> str:
         lines.append(f"[nodes.{_toml_key(v)}]")
         for k, x in data.items():
             lines.append(f"{_toml_key(k)} = {_toml_value(x)}")
-        ins = {d.get("arg"): u for u, _, d in g.in_edges(v, data=True)}
+        default = _args_of(data.get("op"))[:1] or ("x",)
+        ins = {d.get("arg") or default[0]: u for u, _, d in g.in_edges(v, data=True)}
         if ins:
             lines.append(f"inputs = {_toml_value(ins)}")
     return "\n".join(lines) + "\n"
