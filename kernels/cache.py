@@ -1,0 +1,136 @@
+"""An on-disk cache of generated kernel modules, so Numba's own cache (``cache=True``) can work.
+
+:func:`load` writes a generated module's source to ``<cache dir>/<key>.py``, where ``key`` is the
+SHA-256 of the source and of the Python, NumPy and Numba versions, and imports it. The cache
+directory is ``$SYMPROP_CACHE`` or ``~/.cache/symprop``. An existing file is never rewritten when
+its content is right (Numba keys its compiled-code cache on the file's modification time); a file
+whose content differs from the source, or that fails to import, is deleted and written again
+once.
+
+Examples
+--------
+>>> key = cache_key("VALUE = 1\\n")
+>>> len(key), source_path("VALUE = 1\\n").name == key + ".py"
+(64, True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from types import ModuleType
+
+__all__ = ["cache_dir", "cache_key", "source_path", "write_source", "load", "clear_memory"]
+
+_LOCK = threading.Lock()
+_LOADED: dict[str, ModuleType] = {}
+MODULE_PREFIX = "_symprop_kernel_"
+
+
+def cache_dir() -> Path:
+    """``$SYMPROP_CACHE`` if set (and non-empty), else ``~/.cache/symprop``."""
+    env = os.environ.get("SYMPROP_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "symprop"
+
+
+def _versions() -> str:
+    import numba
+    import numpy
+
+    return f"python {sys.version}\nnumpy {numpy.__version__}\nnumba {numba.__version__}\n"
+
+
+def cache_key(source: str) -> str:
+    """SHA-256 (hex) of the source and the Python, NumPy and Numba versions."""
+    return hashlib.sha256((source + "\n" + _versions()).encode("utf-8")).hexdigest()
+
+
+def source_path(source: str) -> Path:
+    return cache_dir() / f"{cache_key(source)}.py"
+
+
+def _content_ok(path: Path, source: str) -> bool:
+    try:
+        return path.read_text(encoding="utf-8") == source
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def write_source(source: str) -> Path:
+    """The cache file for ``source``, written atomically if it is missing or wrong; never rewritten otherwise."""
+    path = source_path(source)
+    if path.exists() and _content_ok(path, source):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():  # corrupt (truncated, edited): replace it
+        _unlink(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".py", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(source)
+        os.chmod(tmp, 0o644)
+        try:
+            os.link(tmp, path)  # atomic and never overwrites a file another process just wrote
+        except FileExistsError:
+            pass
+        except OSError:  # file systems without hard links
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _import(path: Path) -> ModuleType:
+    name = MODULE_PREFIX + path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def load(source: str) -> ModuleType:
+    """Write (if needed) and import the module with this source; one module object per file per process."""
+    with _LOCK:
+        path = write_source(source)
+        key = str(path)
+        module = _LOADED.get(key)
+        if module is not None and _content_ok(path, source):
+            return module
+        try:
+            module = _import(path)
+        except Exception:
+            # a corrupt file (or a stale byte-code cache next to it): delete, rewrite, import once more
+            _unlink(path)
+            path = write_source(source)
+            module = _import(path)
+        _LOADED[key] = module
+        return module
+
+
+def clear_memory() -> None:
+    """Forget the modules imported by this process (the files stay)."""
+    with _LOCK:
+        for module in _LOADED.values():
+            sys.modules.pop(module.__name__, None)
+        _LOADED.clear()

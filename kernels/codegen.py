@@ -1,0 +1,550 @@
+"""Generate Numba source for a network's forward pass, loss and gradients, from the derived equations.
+
+:func:`generate` walks the equations that :func:`derive.backprop` derived (the same ones that
+:func:`derive.evaluate` interprets) and prints each as Python:
+
+* ``matrix`` equations (``x·W1ᵀ + 𝟙·b1ᵀ``, ``∂L/∂z1ᵀ·x``, ``∂L/∂z2·W2``) become NumPy array
+  expressions: products ``@``, ``𝟙·bᵀ`` a broadcast row, ``Gᵀ·𝟙`` a column sum;
+* ``index`` equations become explicit loops over their free indices, the right-hand side printed
+  by a :class:`sympy.printing.pycode.PythonCodePrinter` subclass after :func:`sympy.cse`;
+  every ``Sum`` becomes an accumulator loop, placed outside the loops it does not depend on;
+* ``scalar`` equations (the loss, penalties) become accumulator loops without outer loops.
+
+No derivative and no per-op formula is written here: every statement is printed from an
+equation, and the equation is repeated as a comment above it.
+
+Row reductions ``Σ_l exp(e_l)`` are evaluated stably: the row maximum ``M = max_l e_l`` is
+computed first and ``log Σ exp(e)`` becomes ``M + log Σ exp(e - M)``, ``exp(e_c)/Σ exp(e)``
+becomes ``exp(e_c - M)/Σ exp(e - M)`` (softmax, softmax cross-entropy); any other use is
+``exp(M)·Σ exp(e - M)``, which is exact.
+
+Examples
+--------
+>>> import derive
+>>> src = generate(derive.mlp([2, 3, 1], activation="tanh"))
+>>> "def loss_and_grads(" in src and "math.tanh" in src
+True
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+from sympy.printing.pycode import PythonCodePrinter
+
+import derive
+from derive import symbols as S
+from derive.ops import BATCH
+
+__all__ = ["generate", "Signature", "signature", "FUNCTION_NAME", "DTYPES"]
+
+FUNCTION_NAME = "loss_and_grads"
+DTYPES = {"float64": "np.float64", "float32": "np.float32"}
+_INDENT = "    "
+
+
+def _dtype_name(dtype) -> str:
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = str(dtype)
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return name
+
+
+# --- names ---------------------------------------------------------------------------------------
+
+class _Names:
+    """Safe, unique Python identifiers for every SymPy array name (``z1``, ``dL/dz1``)."""
+
+    def __init__(self):
+        self._ids: dict[str, str] = {}
+        self._count = 0
+
+    def __call__(self, name: str) -> str:
+        if name not in self._ids:
+            kind, node = S.parse_name(name)
+            stem = re.sub(r"[^0-9A-Za-z_]", "_", node)[:40]
+            prefix = "g" if kind == "grad" else "v"
+            self._ids[name] = f"{prefix}_{stem}_{self._count}"
+            self._count += 1
+        return self._ids[name]
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The argument lists of the generated function, by node name."""
+
+    inputs: tuple[str, ...]
+    targets: tuple[str, ...]
+    parameters: tuple[str, ...]
+
+    @property
+    def gradients(self) -> tuple[str, ...]:
+        return self.parameters
+
+
+def signature(bp) -> Signature:
+    """Inputs and targets in topological order, parameters in :func:`derive.parameters` order."""
+    g = bp.graph
+    order = bp.info.order
+    return Signature(tuple(v for v in order if g.nodes[v]["op"] == "input"),
+                     tuple(v for v in order if g.nodes[v]["op"] == "target"),
+                     tuple(bp.parameters))
+
+
+# --- reductions ----------------------------------------------------------------------------------
+
+class RowMax(sp.Function):
+    """``max over var in [lo, hi] of expr`` (unevaluated; only printed as a loop)."""
+
+    nargs = 4
+
+    @property
+    def free_symbols(self):
+        expr, var, lo, hi = self.args
+        return (expr.free_symbols - {var}) | lo.free_symbols | hi.free_symbols
+
+
+def _is_reduction(e) -> bool:
+    return isinstance(e, (sp.Sum, RowMax))
+
+
+def _maximal_reductions(expr) -> list:
+    """Reductions in ``expr`` that are not inside another reduction, in first-seen order."""
+    found: list = []
+
+    def walk(e):
+        if _is_reduction(e):
+            if e not in found:
+                found.append(e)
+            return
+        for a in e.args:
+            if isinstance(a, sp.Basic):
+                walk(a)
+
+    walk(expr)
+    return found
+
+
+def _stabilize(expr: sp.Expr) -> sp.Expr:
+    """Rewrite every ``Σ_l exp(e_l)`` with the row maximum subtracted (see the module docstring)."""
+    sums = [s for s in sorted(expr.atoms(sp.Sum), key=sp.default_sort_key)
+            if len(s.limits) == 1 and isinstance(s.function, sp.exp) and s.limits[0][0] in s.function.free_symbols]
+    for s in sums:
+        var, lo, hi = s.limits[0]
+        e = s.function.args[0]
+        M = RowMax(e, var, lo, hi)
+        shifted = sp.Sum(sp.exp(e - M), (var, lo, hi))
+        w = sp.Wild("w")
+        pattern = e.xreplace({var: w})
+
+        def shift_exp(f):
+            if isinstance(f, sp.exp):
+                match = f.args[0].match(pattern)
+                if match is not None and w in match:
+                    return sp.exp(f.args[0] - M)
+            return None
+
+        def rewrite_mul(mul):
+            factors = list(mul.args)
+            inverse = [q for q, f in enumerate(factors) if f == sp.Pow(s, -1)]
+            shifted_exps = [(q, shift_exp(f)) for q, f in enumerate(factors)]
+            shifted_exps = [(q, f) for q, f in shifted_exps if f is not None]
+            if not inverse or not shifted_exps:
+                return mul
+            factors[inverse[0]] = sp.Pow(shifted, -1)
+            q, f = shifted_exps[0]
+            factors[q] = f
+            return sp.Mul(*factors, evaluate=False)
+
+        expr = expr.replace(lambda x: isinstance(x, sp.Mul) and sp.Pow(s, -1) in x.args, rewrite_mul)
+        expr = expr.replace(lambda x: isinstance(x, sp.log) and x.args[0] == s, lambda x: M + sp.log(shifted))
+        expr = expr.xreplace({s: sp.exp(M) * shifted})
+    return expr
+
+
+# --- printing ------------------------------------------------------------------------------------
+
+class KernelPrinter(PythonCodePrinter):
+    """Prints scalar element expressions for a Numba loop body (``arr[n, i]``, ``math.exp``)."""
+
+    def __init__(self, names: _Names, settings=None):
+        super().__init__(settings or {"fully_qualified_modules": True, "standard": "python3"})
+        self._names = names
+
+    def _print_Indexed(self, expr):
+        indices = ", ".join(self._print(i) for i in expr.indices)
+        return f"{self._names(str(expr.base.label))}[{indices}]"
+
+    def _print_Heaviside(self, expr):
+        args = expr.args
+        h0 = args[1] if len(args) > 1 else sp.S.Half
+        return f"_heaviside({self._print(args[0])}, {self._print(sp.Float(h0))})"
+
+    def _print_sign(self, expr):
+        return f"_sign({self._print(expr.args[0])})"
+
+    def _print_Sum(self, expr):  # pragma: no cover - sums are turned into loops before printing
+        raise ValueError("internal: a Sum reached the printer (it should have become a loop)")
+
+    def _print_RowMax(self, expr):  # pragma: no cover
+        raise ValueError("internal: a row maximum reached the printer")
+
+    def _print_Rational(self, expr):
+        return f"{expr.p}/{expr.q}" if expr.q != 1 else str(expr.p)
+
+    def _print_Half(self, expr):
+        return "0.5"
+
+
+@dataclass
+class _Level:
+    """One loop of a nest (``index`` None: the statement's own level), with its preamble."""
+
+    index: sp.Symbol | None
+    lo: sp.Expr = sp.S.Zero
+    hi: sp.Expr = sp.S.Zero
+    stmts: list[str] = field(default_factory=list)
+
+
+class _Emitter:
+    """Turns scalar SymPy expressions into loop nests, hoisting reductions and temporaries."""
+
+    def __init__(self, printer: KernelPrinter):
+        self.p = printer
+        self.counter = 0
+        self.cache: dict = {}
+
+    def fresh(self, prefix: str) -> sp.Symbol:
+        self.counter += 1
+        return sp.Symbol(f"{prefix}{self.counter}")
+
+    def range_text(self, lo, hi) -> str:
+        stop = sp.simplify(hi + 1)
+        return f"range({self.p.doprint(stop)})" if lo == 0 else f"range({self.p.doprint(lo)}, {self.p.doprint(stop)})"
+
+    def expr(self, expr: sp.Expr, levels: list[_Level], cse: bool = True) -> str:
+        """Code for ``expr`` evaluated in the innermost of ``levels``; preambles added to levels."""
+        replacements = {}
+        for red in _maximal_reductions(expr):
+            replacements[red] = self.reduction(red, levels)
+        if replacements:
+            expr = expr.xreplace(replacements)
+        if cse and expr.count_ops() > 3:
+            temps, (reduced,) = sp.cse(expr, symbols=self._temp_symbols(), optimizations=None)
+            for sym, value in temps:
+                levels[-1].stmts.append(f"{self.p.doprint(sym)} = {self.p.doprint(value)}")
+            expr = reduced
+        return self.p.doprint(expr)
+
+    def _temp_symbols(self):
+        while True:
+            yield self.fresh("_t")
+
+    def reduction(self, red, levels: list[_Level]) -> sp.Symbol:
+        indices = [lev.index for lev in levels]
+        deps = red.free_symbols
+        depth = max([q for q, idx in enumerate(indices) if idx is not None and idx in deps], default=0)
+        key = red
+        if key in self.cache:
+            sym, level = self.cache[key]
+            if any(level is lev for lev in levels[:depth + 1]):
+                return sym
+        target = levels[depth]
+        if isinstance(red, RowMax):
+            body, var, lo, hi = red.args
+            limits = [(var, lo, hi)]
+            sym = self.fresh("_max")
+            init, update = "-math.inf", "{acc} = max({acc}, {value})"
+        else:
+            body, limits = red.function, list(red.limits)
+            sym = self.fresh("_sum")
+            init, update = "0.0", "{acc} += {value}"
+        # Sum(f, (a, ..), (b, ..)): a innermost
+        private = [_Level(v, lo, hi) for v, lo, hi in reversed(limits)]
+        nest = levels[:depth + 1] + private
+        value = self.expr(body, nest)
+        acc = self.p.doprint(sym)
+        lines = [f"{acc} = {init}"]
+        lines += self.render(private, [update.format(acc=acc, value=value)])
+        target.stmts.extend(lines)
+        self.cache[key] = (sym, target)
+        return sym
+
+    def render(self, levels: list[_Level], final: list[str]) -> list[str]:
+        """Lines of a loop nest (relative indentation); levels with index None add no loop."""
+        out: list[str] = []
+        depth = 0
+        for lev in levels:
+            if lev.index is not None:
+                out.append(_INDENT * depth + f"for {self.p.doprint(lev.index)} in {self.range_text(lev.lo, lev.hi)}:")
+                depth += 1
+            out += [_INDENT * depth + s for s in lev.stmts]
+        out += [_INDENT * depth + s for s in final]
+        return out
+
+
+# --- the generator -------------------------------------------------------------------------------
+
+class _Generator:
+    def __init__(self, net, dtype: str):
+        self.bp = net if isinstance(net, derive.Backprop) else derive.backprop(net)
+        self.info = self.bp.info
+        self.dtype = dtype
+        self.dt = DTYPES[dtype]
+        self.names = _Names()
+        self.printer = KernelPrinter(self.names)
+        self.emit = _Emitter(self.printer)
+        self.sig = signature(self.bp)
+        self.body: list[str] = []
+        self.views: dict[str, str] = {}        # sympy name -> 2-D view identifier (1-D arrays)
+        self.defined: set[str] = set()        # sympy names bound to arrays so far
+
+    # shapes
+    def api_shape(self, v: str) -> tuple:
+        shape = tuple(self.info.shapes[v])
+        return ((BATCH,) if self.info.batched[v] else ()) + shape
+
+    def shape_text(self, shape) -> str:
+        parts = [self.printer.doprint(sp.sympify(d)) for d in shape]
+        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+    def node_of(self, name: str) -> str:
+        """The node whose value or gradient the SymPy name ``name`` stands for."""
+        kind, node = S.parse_name(name)
+        if kind == "grad" and node in self.info.shapes:
+            return node
+        return name
+
+    def array(self, name: str) -> str:
+        return self.names(name)
+
+    def matrix_view(self, name: str, shape: tuple) -> str:
+        """The 2-D identifier of a matrix symbol: the array itself, or a reshaped view of a 1-D one."""
+        if len(self.api_shape(self.node_of(name))) == 2:
+            return self.array(name)
+        if name not in self.views:
+            view = self.array(name) + "_m"
+            self.views[name] = view
+            self.body.append(f"{view} = {self.array(name)}.reshape({self.shape_text(shape)})")
+        return self.views[name]
+
+    # matrix expressions: (code, kind) with kind "full" (the symbol's 2-D shape), "row" (a row that
+    # broadcasts over the rows of the result) or "vec" (a 1-D array standing for an (r, 1) column)
+    def mat(self, expr) -> tuple[str, str]:
+        if isinstance(expr, sp.MatrixSymbol):
+            return self.matrix_view(expr.name, expr.shape), "full"
+        if isinstance(expr, sp.Transpose):
+            arg = expr.arg
+            if isinstance(arg, sp.MatrixSymbol) and arg.shape[1] == 1 and len(self.api_shape(self.node_of(arg.name))) == 1:
+                return self.array(arg.name), "row"  # a 1-D (units,) array is the row bᵀ
+            code, kind = self.mat(arg)
+            return f"{self._paren(code)}.T", "full"
+        if isinstance(expr, sp.OneMatrix):
+            return f"np.ones({self.shape_text(expr.shape)}, dtype={self.dt})", "full"
+        if isinstance(expr, sp.MatMul):
+            coeff, factors = expr.as_coeff_matrices()
+            factors = list(factors)
+            code, kind = self._product(factors)
+            if coeff != 1:
+                code = f"{self.printer.doprint(coeff)} * {self._paren(code)}"
+            return code, kind
+        if isinstance(expr, sp.MatAdd):
+            parts = [self.mat(a) for a in expr.args]
+            # full terms first, so broadcast rows are added to a full matrix
+            parts.sort(key=lambda p: p[1] != "full")
+            kinds = {k for _, k in parts}
+            if "vec" in kinds and len(kinds) > 1:
+                shape = self.shape_text(expr.shape)
+                parts = [(f"{c}.reshape({shape})" if k == "vec" else c, "full" if k == "vec" else k) for c, k in parts]
+                kinds = {k for _, k in parts}
+            kind = "full" if "full" in kinds else kinds.pop()
+            return " + ".join(c for c, _ in parts), kind
+        raise ValueError(f"cannot generate code for the matrix expression {expr}")
+
+    def _product(self, factors: list) -> tuple[str, str]:
+        if len(factors) >= 2 and isinstance(factors[0], sp.OneMatrix) and factors[0].shape[1] == 1:
+            rest = factors[1:]
+            code, kind = self._product(rest) if len(rest) > 1 else self.mat(rest[0])
+            if kind == "row" or (kind == "full" and rest[0].shape[0] == 1):
+                return code, "row"
+            return f"np.ones({self.shape_text(factors[0].shape)}, dtype={self.dt}) @ {self._paren(code)}", "full"
+        if len(factors) >= 2 and isinstance(factors[-1], sp.OneMatrix) and factors[-1].shape[1] == 1:
+            rest = factors[:-1]
+            if len(rest) == 1 and isinstance(rest[0], sp.Transpose):
+                inner, _ = self.mat(rest[0].arg)
+                return f"np.sum({inner}, axis=0)", "vec"
+            code, _ = self._product(rest) if len(rest) > 1 else self.mat(rest[0])
+            return f"np.sum({code}, axis=1)", "vec"
+        codes = [self.mat(f) for f in factors]
+        for c, k in codes:
+            if k != "full":
+                raise ValueError("internal: a broadcast row inside a matrix product")
+        return " @ ".join(self._paren(c) for c, _ in codes), "full"
+
+    @staticmethod
+    def _paren(code: str) -> str:
+        return code if re.fullmatch(r"[\w.]+(\[[^\]]*\])?", code) else f"({code})"
+
+    # statements
+    def comment(self, title: str, eq) -> None:
+        self.body.append("")
+        self.body.append(f"# {title}")
+        for line in derive.pretty_equation(eq).splitlines():
+            self.body.append(f"#   {line}")
+
+    def allocate(self, name: str, shape: tuple) -> None:
+        self.body.append(f"{self.array(name)} = np.empty({self.shape_text(shape)}, dtype={self.dt})")
+        self.defined.add(name)
+
+    def matrix_statement(self, name: str, eq, accumulate: bool, output: bool) -> None:
+        code, kind = self.mat(eq.rhs)
+        shape = eq.lhs.shape
+        one_d = len(self.api_shape(self.node_of(name))) == 1
+        op = "+=" if accumulate else "="
+        if output or accumulate:
+            if one_d:
+                if kind == "full":
+                    code = f"{self._paren(code)}.reshape({self.shape_text(shape[:1])})"
+                elif kind == "row":
+                    code = f"{self._paren(code)}.ravel()" if shape[0] != 1 else code
+                target = f"{self.array(name)}[:]"
+            else:
+                if kind == "vec":
+                    code = f"{self._paren(code)}.reshape({self.shape_text(shape)})"
+                target = f"{self.array(name)}[:, :]"
+            self.body.append(f"{target} {op} {code}")
+            return
+        if kind == "vec":
+            code = f"{self._paren(code)}.reshape({self.shape_text(shape)})"
+        elif kind == "row":
+            code = f"np.ones(({self.printer.doprint(shape[0])}, 1), dtype={self.dt}) * {self._paren(code)}"
+        elif isinstance(eq.rhs, (sp.MatrixSymbol, sp.Transpose)):
+            code = f"{self._paren(code)}.copy()"  # never alias another node's array
+        self.body.append(f"{self.array(name)} = {code}")
+        self.defined.add(name)
+
+    def index_statement(self, name: str, eq, accumulate: bool, output: bool) -> None:
+        if not accumulate and not output:
+            self.allocate(name, tuple(eq.extents))
+        levels = [_Level(None)] + [_Level(idx, sp.S.Zero, ext - 1) for idx, ext in zip(eq.indices, eq.extents)]
+        rhs = _stabilize(eq.rhs)
+        code = self.emit.expr(rhs, levels)
+        op = "+=" if accumulate else "="
+        self.body += self.emit.render(levels, [f"{self.printer.doprint(eq.lhs)} {op} {code}"])
+
+    def scalar_statement(self, v: str, eq) -> str:
+        target = self.array(v)
+        levels = [_Level(None)]
+        code = self.emit.expr(_stabilize(eq.rhs), levels)
+        self.body += self.emit.render(levels, [f"{target} = {code}"])
+        return target
+
+    def generate(self) -> str:
+        bp, info = self.bp, self.info
+        sig = self.sig
+        g = bp.graph
+        args = [self.array(v) for v in (*sig.inputs, *sig.targets, *sig.parameters)]
+        grads = [self.array(S.GRAD_PREFIX + p) for p in sig.parameters]
+        first = sig.inputs[0]
+        self.body.append(f"N = {self.array(first)}.shape[0]")
+
+        self.body.append("")
+        self.body.append("# ---- forward pass ----")
+        scalars = []
+        for v in info.order:
+            eq = bp.nodes[v].forward
+            if eq is None:
+                continue
+            self.comment(f"node {v!r} ({g.nodes[v]['op']}): forward", eq)
+            if eq.form == "matrix":
+                self.matrix_statement(v, eq, accumulate=False, output=False)
+            elif eq.form == "index":
+                self.index_statement(v, eq, accumulate=False, output=False)
+            else:
+                scalars.append(self.scalar_statement(v, eq))
+
+        self.body.append("")
+        self.body.append("# ---- backward pass: each node's gradient is the sum of its consumers' VJPs ----")
+        params = set(sig.parameters)
+        for v in reversed(info.order):
+            contributions = bp.gradients.get(v) or []
+            for q, c in enumerate(contributions):
+                eq = c.equation
+                name = S.GRAD_PREFIX + v
+                self.comment(f"node {v!r}: contribution of consumer {c.consumer!r} (argument {c.arg!r})", eq)
+                if eq.form == "matrix":
+                    self.matrix_statement(name, eq, accumulate=q > 0, output=v in params)
+                else:
+                    self.index_statement(name, eq, accumulate=q > 0, output=v in params)
+        for p in sig.parameters:
+            if not bp.gradients.get(p):
+                self.body.append("")
+                self.body.append(f"# node {p!r}: no gradient flows into this parameter")
+                self.body.append(f"{self.array(S.GRAD_PREFIX + p)}[:] = 0.0")
+
+        self.body.append("")
+        total = " + ".join(scalars) if scalars else "0.0"
+        self.body.append(f"# objective: loss {info.loss!r}" + (
+            f" plus penalties {', '.join(map(repr, info.penalties))}" if info.penalties else ""))
+        self.body.append(f"return {total}")
+        return self.module(args, grads)
+
+    def module(self, args: list[str], grads: list[str]) -> str:
+        sig = self.sig
+        name = self.bp.graph.graph.get("name", "network")
+        doc_args = []
+        for kind, nodes in (("input", sig.inputs), ("target", sig.targets), ("parameter", sig.parameters)):
+            for v in nodes:
+                doc_args.append(f"#   {self.array(v)}: {kind} {v!r}, shape {self._shape_doc(v)}")
+        for p in sig.parameters:
+            doc_args.append(f"#   {self.array(S.GRAD_PREFIX + p)}: output, gradient of the objective "
+                            f"with respect to {p!r}, shape {self._shape_doc(p)}")
+        header = [
+            f"# Generated by symprop (kernels.codegen) for network {str(name)!r}, dtype {self.dtype}.",
+            "# Every statement is printed from an equation derived by derive.backprop; the equation",
+            "# is repeated in the comment above it. Do not edit: the file name is a hash of its content.",
+            "",
+            "import math",
+            "",
+            "import numba",
+            "import numpy as np",
+            "",
+            "",
+            "@numba.njit(inline=\"always\")",
+            "def _heaviside(x, h0):",
+            "    return 1.0 if x > 0 else (h0 if x == 0 else 0.0)",
+            "",
+            "",
+            "@numba.njit(inline=\"always\")",
+            "def _sign(x):",
+            "    return 1.0 if x > 0 else (-1.0 if x < 0 else (0.0 if x == 0 else x))",
+            "",
+            "",
+            "# Forward pass, objective and gradients: writes each parameter's gradient into its output",
+            "# array and returns the objective (loss plus penalties). Arguments:",
+            *doc_args,
+            "@numba.njit(cache=True, fastmath=False, error_model=\"numpy\")",
+            f"def {FUNCTION_NAME}({', '.join(args + grads)}):",
+        ]
+        body = [(_INDENT + line) if line else "" for line in self.body]
+        return "\n".join(header + body) + "\n"
+
+    def _shape_doc(self, v: str) -> str:
+        dims = [str(d) for d in self.api_shape(v)]
+        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def generate(net, dtype="float64") -> str:
+    """Python source (``net``: a network graph, or its :class:`derive.Backprop`) of a module with one ``@numba.njit`` function ``loss_and_grads``.
+
+    Its arguments are the input arrays, the target arrays, the parameter arrays (see
+    :func:`signature` for the order) and one preallocated output array per parameter, which
+    receives the gradient of the objective (loss plus penalties); it returns the objective.
+    """
+    return _Generator(net, _dtype_name(dtype)).generate()

@@ -1,0 +1,358 @@
+"""Compiled kernels (kernels.codegen / kernels.cache / kernels.compiled) against the reference.
+
+The compiled gradients must equal ``derive.evaluate(derive.backprop(net), values)``, the NumPy
+interpreter of the same derived equations. Numba compilation is slow, so every distinct network
+is compiled once per session (module-scoped fixtures) into a temporary cache directory.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+
+import networkx as nx
+import numpy as np
+import pytest
+
+import derive
+from derive.evaluate import forward_values
+
+SEED = 3
+BATCH = 6
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernel_cache(tmp_path_factory):
+    """A fresh SYMPROP_CACHE for this module (so the first compile really compiles)."""
+    path = tmp_path_factory.mktemp("symprop-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYMPROP_CACHE", str(path))
+        yield path
+
+
+NETS = {
+    "tanh_mse": lambda: derive.mlp([2, 5, 1], activation="tanh", loss="mse"),
+    "relu_sce": lambda: derive.mlp([3, 4, 3], activation="relu", loss="softmax_cross_entropy"),
+    "sigmoid_bce": lambda: derive.mlp([2, 4, 1], activation="tanh", loss="bce"),
+    "formula": lambda: derive.mlp([2, 3, 1], activation="x*tanh(log(1+exp(x)))", loss="mse"),
+    "l2": lambda: derive.mlp([2, 3, 2], activation="tanh", loss="mse", penalty="l2", weight=0.05),
+}
+
+_MODELS: dict = {}
+
+
+@pytest.fixture(scope="module")
+def compiled(kernel_cache):
+    """``compiled(key, dtype)``: the compiled model of ``NETS[key]``, compiled once per module."""
+    from kernels.compiled import compile
+
+    def get(key: str, dtype: str = "float64"):
+        if (key, dtype) not in _MODELS:
+            _MODELS[key, dtype] = compile(NETS[key](), dtype=dtype)
+        return _MODELS[key, dtype]
+
+    yield get
+    _MODELS.clear()
+
+
+def _values(model, seed=SEED, batch=BATCH):
+    return derive.random_values(model.net, batch=batch, seed=seed)
+
+
+def _run(model, values):
+    params = {p: values[p] for p in model.signature.parameters}
+    x, t = model.signature.inputs[0], model.signature.targets[0]
+    return model.loss_and_grads(values[x], values[t], params)
+
+
+# --- against the interpreter of the derived equations -------------------------------------------
+
+@pytest.mark.parametrize("key", sorted(NETS))
+def test_gradients_equal_evaluate_float64(compiled, key):
+    model = compiled(key)
+    values = _values(model)
+    loss, grads = _run(model, values)
+    ref_loss, ref_grads = derive.evaluate(model.backprop, values)
+    assert set(grads) == set(ref_grads) == set(model.parameters)
+    assert loss == pytest.approx(ref_loss, rel=1e-9)
+    for p, ref in ref_grads.items():
+        assert grads[p].shape == ref.shape and grads[p].dtype == np.float64
+        np.testing.assert_allclose(grads[p], ref, rtol=1e-9, atol=1e-13, err_msg=p)
+
+
+def test_penalty_is_in_the_objective(compiled):
+    model = compiled("l2")
+    values = _values(model)
+    loss, _ = _run(model, values)
+    env = forward_values(model.backprop, values)
+    penalties = model.backprop.info.penalties
+    assert len(penalties) == 2
+    assert loss == pytest.approx(env[model.backprop.info.loss] + sum(env[p] for p in penalties), rel=1e-12)
+
+
+def test_float32_close_to_float64(compiled):
+    model32 = compiled("tanh_mse", "float32")
+    values = _values(model32)
+    loss, grads = _run(model32, values)
+    ref_loss, ref_grads = derive.evaluate(model32.backprop, values)
+    assert isinstance(loss, float) and loss == pytest.approx(ref_loss, rel=1e-4)
+    for p, ref in ref_grads.items():
+        assert grads[p].dtype == np.float32
+        np.testing.assert_allclose(grads[p], ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max(), err_msg=p)
+    assert all(v.dtype == np.float32 for v in model32.parameters.values())
+    assert "np.float32" in model32.source
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_softmax_cross_entropy_is_stable_for_huge_logits(compiled, dtype):
+    model = compiled("relu_sce", dtype)
+    params = {k: v.copy() for k, v in model.parameters.items()}
+    params["W2"][:] = 0.0
+    params["b2"][:] = [1000.0, -1000.0, 0.0]  # logits z2 = (1000, -1000, 0) in every row
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    T = np.tile([0.0, 1.0, 0.0], (5, 1))     # the true class has logit -1000
+    loss, grads = model.loss_and_grads(X, T, params)
+    assert np.isfinite(loss) and loss == pytest.approx(2000.0, rel=1e-6)
+    for p, g in grads.items():
+        assert np.all(np.isfinite(g)), p
+    # softmax(z2) = (1, 0, 0): dL/db2 = mean(softmax - t) = (1, -1, 0)
+    np.testing.assert_allclose(grads["b2"], [1.0, -1.0, 0.0], atol=1e-6)
+    assert "_max" in model.source  # the row maximum is subtracted
+
+
+# --- the generated source ------------------------------------------------------------------------
+
+def test_source_is_plain_and_commented(compiled):
+    model = compiled("relu_sce")
+    src = model.source
+    tree = ast.parse(src)
+    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    assert not called & {"exec", "eval", "compile", "__import__"}
+    assert "exec(" not in src and "eval(" not in src
+    functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    assert "loss_and_grads" in functions
+    assert 'numba.njit(cache=True, fastmath=False, error_model="numpy")' in src
+    for node in ("z1", "a1", "z2", "L", "W1", "b1", "W2", "b2"):
+        assert f"# node {node!r}" in src
+    comments = "\n".join(line for line in src.splitlines() if line.strip().startswith("#"))
+    assert "x·W1ᵀ" in comments and "∂L/∂W1" in comments
+    assert "@" in src and "np.sum(" in src and "for n in range(N):" in src
+
+
+def test_source_is_deterministic():
+    """The same network gives the same text (and so the same cache file), in any process."""
+    from kernels.codegen import generate
+
+    net = NETS["relu_sce"]()
+    src = generate(net)
+    assert generate(net) == src
+    assert generate(net, "float32") != src
+    code = ("import sys, derive; from kernels.codegen import generate; "
+            "sys.stdout.write(generate(derive.mlp([3, 4, 3], activation='relu', loss='softmax_cross_entropy')))")
+    env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONIOENCODING="utf-8")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8",
+                         check=True, env=env)
+    assert out.stdout == src
+
+
+def test_odd_node_names_are_sanitised():
+    """Names with spaces, quotes, slashes and non-ASCII letters give valid identifiers; the
+    generated Python (run without Numba via ``py_func``) still matches the interpreter."""
+    from kernels import cache
+    from kernels.codegen import generate, signature
+
+    net = (derive.Builder('odd "net"\'').input('in put"""', 2).dense(3, activation="sigmoid", name="dL/dq")
+           .dense(2, name="größe").softmax(name="p r/ob").loss("mse", name="loss'", target="t a r").build())
+    src = generate(net)
+    ast.parse(src)
+    module = cache.load(src)
+    bp = derive.backprop(net)
+    sig = signature(bp)
+    values = derive.random_values(net, batch=4, seed=1)
+    grads = {p: np.empty(np.shape(values[p])) for p in sig.parameters}
+    loss = module.loss_and_grads.py_func(*[values[v] for v in (*sig.inputs, *sig.targets, *sig.parameters)],
+                                         *grads.values())
+    ref_loss, ref_grads = derive.evaluate(bp, values)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    for p in ref_grads:
+        np.testing.assert_allclose(grads[p], ref_grads[p], rtol=1e-10, atol=1e-14)
+    assert "# node 'größe'" in src
+
+
+def test_shared_weight_accumulates_python():
+    """A parameter used twice gets both contributions (checked through ``py_func``, no compile)."""
+    from kernels import cache
+    from kernels.codegen import generate, signature
+
+    g = nx.DiGraph(name="shared")
+    g.add_node("x", op="input", shape=[3])
+    g.add_node("W", op="parameter", shape=[3, 3])
+    g.add_node("z1", op="dense")
+    g.add_node("a1", op="activation", function="tanh")
+    g.add_node("z2", op="dense")
+    g.add_node("t", op="target", shape=[3])
+    g.add_node("L", op="loss", function="mse")
+    g.add_node("pen", op="penalty", kind="l1", weight=0.1)
+    for u, v, a in [("x", "z1", "x"), ("W", "z1", "W"), ("z1", "a1", "x"), ("a1", "z2", "x"), ("W", "z2", "W"),
+                    ("z2", "L", "y"), ("t", "L", "t"), ("W", "pen", "w")]:
+        g.add_edge(u, v, arg=a)
+    bp = derive.backprop(g)
+    assert len(bp.gradients["W"]) == 3
+    module = cache.load(generate(bp))
+    sig = signature(bp)
+    values = derive.random_values(g, batch=5, seed=2)
+    grads = {"W": np.empty((3, 3))}
+    loss = module.loss_and_grads.py_func(values["x"], values["t"], values["W"], grads["W"])
+    ref_loss, ref_grads = derive.evaluate(bp, values)
+    assert sig.parameters == ("W",)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    np.testing.assert_allclose(grads["W"], ref_grads["W"], rtol=1e-10)
+
+
+# --- the cache -----------------------------------------------------------------------------------
+
+def test_second_compile_reuses_the_cached_file(compiled, kernel_cache):
+    from kernels import cache
+    from kernels.compiled import compile
+
+    model = compiled("tanh_mse")
+    assert model.path.parent == kernel_cache
+    assert model.path.name == cache.cache_key(model.source) + ".py"
+    before = os.stat(model.path)
+    cache.clear_memory()  # force a fresh import from disk
+    again = compile(NETS["tanh_mse"](), backend="parallel")
+    after = os.stat(again.path)
+    assert again.path == model.path
+    assert (after.st_mtime_ns, after.st_ino, after.st_size) == (before.st_mtime_ns, before.st_ino, before.st_size)
+    assert again.path.read_text(encoding="utf-8") == model.source
+    values = _values(model)
+    l1, g1 = _run(model, values)
+    l2, g2 = _run(again, values)
+    assert l1 == l2 and all(np.array_equal(g1[p], g2[p]) for p in g1)
+
+
+def test_corrupt_cache_file_is_rewritten(kernel_cache):
+    from kernels import cache
+
+    src = "# symprop cache test\nVALUE = 41 + 1\n"
+    path = cache.source_path(src)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("VALUE = (  # truncated\n", encoding="utf-8")
+    module = cache.load(src)
+    assert module.VALUE == 42
+    assert path.read_text(encoding="utf-8") == src
+    stat = os.stat(path)
+    assert cache.load(src) is module and os.stat(path).st_mtime_ns == stat.st_mtime_ns
+
+
+def test_cache_dir_from_environment(monkeypatch, tmp_path):
+    from kernels import cache
+
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path / "c"))
+    assert cache.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("SYMPROP_CACHE")
+    assert cache.cache_dir() == cache.Path.home() / ".cache" / "symprop"
+
+
+# --- the model API -------------------------------------------------------------------------------
+
+def test_parameters_initialisation(compiled):
+    model = compiled("tanh_mse")
+    first = {k: v.copy() for k, v in model.parameters.items()}
+    assert list(first) == ["W1", "b1", "W2", "b2"]
+    assert first["W1"].shape == (5, 2) and first["b1"].shape == (5,)
+    assert np.all(first["b1"] == 0) and np.all(first["b2"] == 0)
+    assert np.all(np.abs(first["W1"]) <= np.sqrt(6 / 7)) and np.any(first["W1"] != 0)
+    model.init(SEED + 1)
+    assert not np.array_equal(model.parameters["W1"], first["W1"])
+    model.init(0)
+    assert all(np.array_equal(model.parameters[k], first[k]) for k in first)
+
+
+def test_loss_and_grads_casts_and_validates(compiled):
+    model = compiled("tanh_mse")
+    X = [[1, 2], [3, 4], [5, 6]]  # integer lists are cast to float64
+    T = np.zeros((3, 1), dtype=np.float32)
+    loss, grads = model.loss_and_grads(X, T)
+    assert isinstance(loss, float) and np.isfinite(loss)
+    assert grads["W1"].dtype == np.float64
+    with pytest.raises(ValueError, match=r"input 'x' must have shape \(batch, 2\)"):
+        model.loss_and_grads(np.zeros((3, 3)), T)
+    with pytest.raises(ValueError, match="target 't' has 4 rows but the batch has 3"):
+        model.loss_and_grads(np.zeros((3, 2)), np.zeros((4, 1)))
+    with pytest.raises(ValueError, match="real numeric"):
+        model.loss_and_grads(np.array([["a", "b"]]), T[:1])
+    with pytest.raises(ValueError, match="empty"):
+        model.loss_and_grads(np.zeros((0, 2)), np.zeros((0, 1)))
+    bad = dict(model.parameters, W1=np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=r"parameter 'W1' must have shape \(5, 2\)"):
+        model.loss_and_grads(X, T, bad)
+
+
+def test_compile_rejects_unknown_backend_and_dtype():
+    from kernels.compiled import compile
+
+    net = NETS["tanh_mse"]()
+    with pytest.raises(ValueError, match="unknown backend 'gpu'"):
+        compile(net, backend="gpu")
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        compile(net, dtype="int32")
+
+
+def test_import_kernels_does_not_import_numba():
+    code = "import sys, kernels; kernels.generate; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def _zoo():
+    b = derive.Builder("zoo").input("x", 2).dense(3, activation="leaky_relu", alpha=0.2)
+    b = b.dense(3, activation="elu").dense(2, activation="gelu").dense(2, activation="softsign", bias=False)
+    b = b.activation("softplus").activation("x*sigmoid(x)").dense(2, activation="relu").softmax().loss("mae")
+    return b.penalty("l1", 0.01, on=["W1", "b1"]).penalty("l2", 0.02, on=["b2"]).build()
+
+
+@pytest.mark.parametrize("make", [
+    _zoo,
+    lambda: derive.mlp([2, 3, 1], activation="step", loss="bce_logits"),
+    lambda: derive.mlp([3, 2, 3], activation="sigmoid", loss="softmax_cross_entropy", penalty="l1"),
+    lambda: derive.Builder("s").input("x", 3).dense(4).softmax().loss("softmax_cross_entropy").build(),
+], ids=["zoo", "step_bce_logits", "sce_l1", "softmax_then_sce"])
+def test_generated_python_matches_evaluate(make):
+    """More ops, checked by running the generated function as plain Python (``py_func``)."""
+    from kernels import cache
+    from kernels.codegen import generate, signature
+
+    net = make()
+    bp = derive.backprop(net)
+    module = cache.load(generate(bp))
+    sig = signature(bp)
+    values = derive.random_values(net, batch=5, seed=4)
+    grads = {p: np.empty(np.shape(values[p])) for p in sig.parameters}
+    loss = module.loss_and_grads.py_func(*[values[v] for v in (*sig.inputs, *sig.targets, *sig.parameters)],
+                                         *grads.values())
+    ref_loss, ref_grads = derive.evaluate(bp, values)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    for p in ref_grads:
+        np.testing.assert_allclose(grads[p], ref_grads[p], rtol=1e-10, atol=1e-14, err_msg=p)
+
+
+def test_softmax_node_is_stable_for_huge_logits_python():
+    """The softmax op's forward and VJP subtract the row maximum too (plain Python's math.exp
+    would raise OverflowError on exp(1000))."""
+    from kernels import cache
+    from kernels.codegen import generate, signature
+
+    net = derive.Builder("s").input("x", 3).dense(4).softmax().loss("mse").build()
+    bp = derive.backprop(net)
+    module = cache.load(generate(bp))
+    assert signature(bp).parameters == ("W1", "b1")
+    X = np.ones((2, 3))
+    T = np.tile([0.0, 1.0, 0.0, 0.0], (2, 1))
+    W1, b1 = np.zeros((4, 3)), np.array([1000.0, -1000.0, 0.0, 0.0])
+    gW, gb = np.empty((4, 3)), np.empty(4)
+    loss = module.loss_and_grads.py_func(X, T, W1, b1, gW, gb)
+    assert loss == pytest.approx(0.5)  # p = (1, 0, 0, 0): ((1 - 0)² + (0 - 1)²) / 4
+    assert np.all(np.isfinite(gW)) and np.all(np.isfinite(gb))
