@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Mapping
 
 import numpy as np
@@ -60,19 +61,26 @@ def _index_value(eq, env: dict[str, np.ndarray], batch: int) -> np.ndarray:
     extents = [batch if e == BATCH else int(e) for e in eq.extents]
     rhs = eq.rhs.subs(BATCH, batch)
     bases = sorted({str(b.label) for b in rhs.atoms(sp.IndexedBase)})
+    fn = _lambdified(rhs, tuple(bases), tuple(eq.indices), eq.elementwise)
     if eq.elementwise:
-        plain = {e: sp.Symbol(f"_v{bases.index(str(e.base.label))}") for e in rhs.atoms(sp.Indexed)}
-        args = [sp.Symbol(f"_v{i}") for i in range(len(bases))]
-        fn = sp.lambdify(args, rhs.xreplace(plain), modules=[_FUNCS, "numpy"])
         return np.broadcast_to(fn(*[_as_rows(env[b]) for b in bases]), extents).astype(np.float64)
-    arrays = {b: sp.IndexedBase(f"_a{i}") for i, b in enumerate(bases)}
-    rhs = rhs.xreplace({sp.IndexedBase(b): arrays[b] for b in bases})
-    fn = sp.lambdify([*eq.indices, *arrays.values()], rhs, modules=[_FUNCS, "math"])
     out = np.empty(extents)
     values = [_as_rows(env[b]) for b in bases]
     for idx in np.ndindex(*extents):
         out[idx] = fn(*idx, *values)
     return out
+
+
+@lru_cache(maxsize=1024)
+def _lambdified(rhs, bases: tuple[str, ...], indices: tuple, elementwise: bool):
+    """The rhs as a Python function (cached: the same equation is evaluated many times)."""
+    if elementwise:
+        plain = {e: sp.Symbol(f"_v{bases.index(str(e.base.label))}") for e in rhs.atoms(sp.Indexed)}
+        args = [sp.Symbol(f"_v{i}") for i in range(len(bases))]
+        return sp.lambdify(args, rhs.xreplace(plain), modules=[_FUNCS, "numpy"])
+    arrays = {b: sp.IndexedBase(f"_a{i}") for i, b in enumerate(bases)}
+    rhs = rhs.xreplace({sp.IndexedBase(b): arrays[b] for b in bases})
+    return sp.lambdify([*indices, *arrays.values()], rhs, modules=[_FUNCS, "math"])
 
 
 def _as_rows(value: np.ndarray) -> np.ndarray:
@@ -100,10 +108,7 @@ def forward_values(bp, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray
 def _scalar_value(expr, env, batch) -> float:
     expr = expr.subs(BATCH, batch)
     bases = sorted({str(b.label) for b in expr.atoms(sp.IndexedBase)})
-    arrays = {b: sp.IndexedBase(f"_a{i}") for i, b in enumerate(bases)}
-    fn = sp.lambdify(list(arrays.values()), expr.xreplace({sp.IndexedBase(b): arrays[b] for b in bases}),
-                     modules=[_FUNCS, "math"])
-    return fn(*[env[b] for b in bases])
+    return _lambdified(expr, tuple(bases), (), False)(*[env[b] for b in bases])
 
 
 def evaluate(bp, values: Mapping[str, np.ndarray]) -> tuple[float, dict[str, np.ndarray]]:

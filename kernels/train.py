@@ -1,0 +1,310 @@
+"""Training: shuffled mini-batches through the fused compiled epoch, metrics, checkpoints.
+
+Each epoch is one call into compiled code (:meth:`CompiledModel.epoch_function`): forward,
+backward and the optimizer update for every mini-batch, with no Python per step. Python only
+shuffles (deterministically from the seed and the epoch number), computes metrics, shows a
+progress bar (tqdm; quiet when not on a terminal or with ``progress=False``) and writes
+checkpoints.
+
+Checkpoints are ``.npz`` files (never pickle) written atomically (temporary file, then
+``os.replace``): parameters, optimizer state, step and epoch counters and the history so far.
+``resume=True`` continues from one. A non-finite loss stops training with a clear message:
+the update of the bad batch is not applied, and the checkpoint on disk is the last good epoch.
+
+Examples
+--------
+>>> import derive, kernels
+>>> from kernels.data import make
+>>> data = make("moons", n_samples=256, seed=0)
+>>> model = kernels.compile(derive.mlp([2, 8, 1], activation="tanh", loss="bce_logits"))  # doctest: +SKIP
+>>> history = kernels.train(model, data.X, data.targets(1), epochs=5, progress=False)       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+__all__ = ["train", "History", "save_checkpoint", "load_checkpoint", "save_parameters", "predict", "accuracy"]
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class History:
+    """Per-epoch metrics. ``stopped`` says why training ended early (None: ran all epochs)."""
+
+    epochs: list[dict] = field(default_factory=list)
+    stopped: str | None = None
+    optimizer: str = ""
+    seconds: float = 0.0
+
+    def column(self, key: str) -> list:
+        return [e.get(key) for e in self.epochs]
+
+    @property
+    def last(self) -> dict:
+        return self.epochs[-1] if self.epochs else {}
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "History":
+        data = json.loads(text)
+        return cls(**data)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the history as JSON (atomically)."""
+        _atomic_write_text(Path(path), self.to_json() + "\n")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --- predictions and metrics -----------------------------------------------------------------------
+
+def output_node(model) -> str:
+    """The node whose value the loss compares with the target (the network's prediction)."""
+    bp = model.backprop
+    return bp.info.args[bp.info.loss]["y"]
+
+
+def predict(model, X) -> np.ndarray:
+    """The network's output (the loss's ``y`` argument) for the rows of ``X``, float64.
+
+    Computed by the derived forward equations (:func:`derive.evaluate.forward_values`) with the
+    model's current parameters.
+    """
+    from derive.evaluate import forward_values
+
+    bp = model.backprop
+    sig = model.signature
+    values = {sig.inputs[0]: np.asarray(X, dtype=np.float64)}
+    values.update({p: np.asarray(v, dtype=np.float64) for p, v in model.parameters.items()})
+    target = sig.targets[0]
+    out = output_node(model)
+    values[target] = np.zeros((values[sig.inputs[0]].shape[0], *model.shapes[target]))
+    env = _forward_until(bp, values, out)
+    return np.asarray(env[out], dtype=np.float64)
+
+
+def _forward_until(bp, values, node):
+    from derive.evaluate import _index_value, _matrix_value
+
+    env = dict(values)
+    batch = next(iter(values.values())).shape[0]
+    needed = set(bp.graph.predecessors(node)) | {node}
+    import networkx as nx
+
+    needed |= nx.ancestors(bp.graph, node)
+    for v in bp.info.order:
+        eq = bp.nodes[v].forward
+        if eq is None or v not in needed:
+            continue
+        env[v] = _matrix_value(eq.rhs, env, batch) if eq.form == "matrix" else _index_value(eq, env, batch)
+    return env
+
+
+def accuracy(model, X, T) -> float | None:
+    """Classification accuracy, or None for regression-looking targets.
+
+    Classes are the argmax of the output for several outputs; for one output the threshold is
+    0 for logits (``bce_logits``) and 0.5 otherwise, with targets that are all 0 or 1.
+    """
+    T = np.asarray(T)
+    if T.ndim != 2:
+        return None
+    y = predict(model, X)
+    if T.shape[1] > 1:
+        if not np.all((T == 0) | (T == 1)) or not np.allclose(T.sum(axis=1), 1):
+            return None
+        return float(np.mean(np.argmax(y, axis=1) == np.argmax(T, axis=1)))
+    if not np.all((T == 0) | (T == 1)):
+        return None
+    loss_fn = model.net.nodes[model.backprop.info.loss].get("function")
+    threshold = 0.0 if loss_fn == "bce_logits" else 0.5
+    return float(np.mean((y[:, 0] > threshold) == (T[:, 0] == 1)))
+
+
+# --- checkpoints -------------------------------------------------------------------------------------
+
+def save_checkpoint(path: str | os.PathLike, model, state: Mapping[str, Mapping[str, np.ndarray]],
+                    step: int, epoch: int, history: History) -> None:
+    """Write parameters, optimizer state and counters to ``path`` (``.npz``) atomically."""
+    path = Path(path)
+    arrays = {f"param/{p}": v for p, v in model.parameters.items()}
+    for p, slots in state.items():
+        for s, v in slots.items():
+            arrays[f"state/{p}/{s}"] = v
+    arrays["meta"] = np.array(json.dumps({"version": CHECKPOINT_VERSION, "step": int(step), "epoch": int(epoch),
+                                          "dtype": model.dtype.name, "history": json.loads(history.to_json())}))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def save_parameters(path: str | os.PathLike, parameters: Mapping[str, np.ndarray]) -> None:
+    """Write ``name -> array`` to an ``.npz`` file atomically (no pickle)."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"{path}: parameters are saved as .npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **{p: np.asarray(v) for p, v in parameters.items()})
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, model) -> tuple[dict, int, int, History]:
+    """Read a checkpoint into ``model.parameters``; returns (state, step, epoch, history).
+
+    Raises ValueError naming the file and the problem for a missing, corrupt or mismatched file.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such checkpoint") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable .npz checkpoint ({e})") from None
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except (KeyError, ValueError):
+        raise ValueError(f"{path}: not a symprop checkpoint (no metadata)") from None
+    params, state = {}, {}
+    for key, value in arrays.items():
+        kind, _, rest = key.partition("/")
+        if kind == "param":
+            params[rest] = value
+        elif kind == "state":
+            p, _, slot = rest.rpartition("/")
+            state.setdefault(p, {})[slot] = np.ascontiguousarray(value, dtype=model.dtype)
+    expected = set(model.parameters)
+    if set(params) != expected:
+        raise ValueError(f"{path}: checkpoint parameters {sorted(params)} do not match the network's {sorted(expected)}")
+    for p, value in params.items():
+        if value.shape != model.parameters[p].shape:
+            raise ValueError(f"{path}: parameter {p!r} has shape {value.shape} in the checkpoint, "
+                             f"{model.parameters[p].shape} in the network")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{path}: parameter {p!r} holds NaN or Inf")
+        model.parameters[p] = np.ascontiguousarray(value, dtype=model.dtype)
+    history = History(**meta["history"])
+    return state, int(meta["step"]), int(meta["epoch"]), history
+
+
+# --- the loop ---------------------------------------------------------------------------------------
+
+def _check_data(model, X, T, what: str) -> tuple[np.ndarray, np.ndarray]:
+    sig = model.signature
+    X = model._batch_array(f"{what} input", sig.inputs[0], X)
+    T = model._batch_array(f"{what} target", sig.targets[0], T)
+    if X.shape[0] != T.shape[0]:
+        raise ValueError(f"{what} data: {X.shape[0]} input rows but {T.shape[0]} target rows")
+    for name, arr in (("inputs", X), ("targets", T)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            raise ValueError(f"{what} {name}: NaN or Inf at row {row}")
+    return X, T
+
+
+def train(model, X, T, *, epochs: int = 10, batch_size: int = 32, optimizer=None, seed: int = 0,
+          validation: float = 0.0, X_val=None, T_val=None, progress: bool | None = None,
+          checkpoint: str | os.PathLike | None = None, resume: bool = False,
+          metrics: bool = True) -> History:
+    """Train ``model`` in place on rows ``X`` with targets ``T``; returns the :class:`History`.
+
+    ``optimizer`` defaults to ``kernels.optim.Adam(lr=1e-3)``. ``validation`` is the fraction of
+    rows held out (shuffled with ``seed``) unless ``X_val``/``T_val`` are given. ``checkpoint``
+    names an ``.npz`` file written after every epoch; with ``resume=True`` training continues
+    from it when it exists. Deterministic under ``seed``.
+    """
+    from .optim import Adam, Optimizer
+
+    optimizer = Adam(lr=1e-3) if optimizer is None else optimizer
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a kernels.optim.Optimizer, got {type(optimizer).__name__}")
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    X, T = _check_data(model, X, T, "training")
+    if X_val is None and validation:
+        if not 0 < validation < 1:
+            raise ValueError(f"validation must be a fraction in (0, 1), got {validation!r}")
+        order = np.random.default_rng([seed, 0x5EED]).permutation(X.shape[0])
+        n_val = max(1, int(round(validation * X.shape[0])))
+        if n_val >= X.shape[0]:
+            raise ValueError("validation split leaves no training rows")
+        X_val, T_val = X[order[:n_val]], T[order[:n_val]]
+        X, T = X[order[n_val:]], T[order[n_val:]]
+    if X_val is not None:
+        X_val, T_val = _check_data(model, X_val, T_val, "validation")
+
+    for w in model.backprop.warnings:
+        warnings.warn(w, RuntimeWarning, stacklevel=2)
+
+    state = model.init_state(optimizer)
+    step, start_epoch, history = 0, 0, History(optimizer=type(optimizer).__name__)
+    if checkpoint is not None and resume and Path(checkpoint).exists():
+        loaded_state, step, start_epoch, history = load_checkpoint(checkpoint, model)
+        for p, slots in loaded_state.items():
+            state.setdefault(p, {}).update(slots)
+
+    run = model.epoch_function(optimizer)
+    from tqdm import tqdm
+
+    bar = tqdm(range(start_epoch, epochs), disable=(None if progress is None else not progress),
+               desc="training", unit="epoch", file=sys.stderr, leave=False)
+    began = time.perf_counter()
+    n = X.shape[0]
+    n_batches = math.ceil(n / batch_size)
+    try:
+        for epoch in bar:
+            t0 = time.perf_counter()
+            order = np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
+            losses, done = run(X, T, order, batch_size, state, step)
+            step += done
+            row: dict = {"epoch": epoch + 1, "steps": step, "seconds": time.perf_counter() - t0}
+            if done < n_batches:
+                bad = losses[done]
+                history.stopped = (f"diverged: the loss became {bad} at epoch {epoch + 1}, batch {done + 1}; "
+                                   f"parameters are those of the last good step ({step})"
+                                   + (f"; the checkpoint {checkpoint} holds the last good epoch" if checkpoint else ""))
+                history.epochs.append({**row, "loss": float(bad)})
+                break
+            sizes = np.minimum(batch_size, n - np.arange(n_batches) * batch_size)
+            row["loss"] = float(np.dot(losses[:done], sizes) / n)
+            if metrics:
+                acc = accuracy(model, X, T)
+                if acc is not None:
+                    row["accuracy"] = acc
+                if X_val is not None:
+                    row["val_loss"] = model.loss_and_grads(X_val, T_val)[0]
+                    val_acc = accuracy(model, X_val, T_val)
+                    if val_acc is not None:
+                        row["val_accuracy"] = val_acc
+            history.epochs.append(row)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("loss", "val_loss", "accuracy")})
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, model, state, step, epoch + 1, history)
+    finally:
+        bar.close()
+    history.seconds += time.perf_counter() - began
+    return history
