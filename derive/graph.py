@@ -59,6 +59,10 @@ def _check_names(g: nx.DiGraph) -> None:
     for v in g.nodes:
         if not isinstance(v, str) or not v.strip() or any(ord(c) < 32 for c in v):
             raise GraphError(f"node {v!r}: a node name must be a non-empty string without control characters")
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise GraphError(f"node {v!r}: a node name must be valid Unicode text (it has a lone surrogate)") from None
 
 
 def _check_ops(g: nx.DiGraph) -> None:

@@ -57,6 +57,19 @@ def _delta_map(bp, deltas):
     return mapping
 
 
+def _tidy(rhs: sp.Expr) -> sp.Expr:
+    """Cancel what the substitution put over a common factor (sigmoid then bce: ``(a - t)/N``)."""
+    if rhs.has(sp.Sum) or rhs.atoms(MatrixElement):
+        return rhs
+    candidates = [rhs]
+    for transform in (sp.cancel, sp.factor):
+        try:
+            candidates.append(transform(rhs))
+        except Exception:  # pragma: no cover - SymPy may give up
+            continue
+    return min(candidates, key=lambda c: sp.count_ops(c))
+
+
 def layer_recursion(bp) -> list:
     """The layers of ``bp`` (a :class:`derive.derivation.Backprop`) with their δ equations."""
     from .derivation import Equation, Layer
@@ -83,6 +96,7 @@ def layer_recursion(bp) -> list:
             rhs = local.xreplace({S.grad_base(act)[n, i]: upstream})
         else:
             rhs = upstream
+        rhs = _tidy(rhs)
         extents = (bp.info.shapes[dense][0],)
         delta_eq = Equation(S.delta_base(number)[n, i], rhs, "index", (n, i),
                             (BATCH, *extents))

@@ -376,13 +376,17 @@ def pretty_report(bp, unicode: bool = True) -> str:
 
 
 _ASCII = {"∂": "d", "δ": "delta", "⊙": "(*)", "·": "*", "ᵀ": "^T", "𝟙": "1", "Σ": "sum", "ₙ": "_n", "→": "->",
-          "×": "x", "⁽": "^(", "⁾": ")", "²": "^2", "³": "^3"}
+          "×": "x", "√": "sqrt", "←": "<-"}
+_SUPERSCRIPT = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁽⁾]+")
 
 
 def _to_ascii(text: str) -> str:
+    """Plain ASCII: superscript runs become ``^...`` (``δ⁽²⁾ -> delta^(2)``, ``a1² -> a1^2``)."""
+    text = _SUPERSCRIPT.sub(lambda m: "^" + m.group(0).translate(str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁽⁾", "0123456789-()")),
+                            text)
     for k, v in _ASCII.items():
         text = text.replace(k, v)
-    return text.translate(str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-"))
+    return text
 
 
 def latex_report(bp, notebook: bool = False) -> str:

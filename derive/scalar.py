@@ -114,12 +114,11 @@ def _merge_sign(mul: sp.Mul) -> sp.Expr:
 
 
 def _equal(a: sp.Expr, b: sp.Expr, x: sp.Symbol) -> bool:
-    """``a == b`` as functions of x: SymPy's simplify, else 24 random points at 30 digits."""
-    try:
-        if sp.simplify(a - b) == 0:
-            return True
-    except Exception:  # pragma: no cover
-        pass
+    """``a == b`` as functions of x: equal to 1e-20 at 24 random points, at 30 digits.
+
+    (``sympy.simplify(a - b)`` would be a proof, but it can take minutes on small user formulas;
+    analytic expressions that agree at 24 random points to 20 digits do not differ.)
+    """
     rng = random.Random(0)
     for _ in range(24):
         point = sp.Float(rng.uniform(-3, 3), 30)

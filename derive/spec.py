@@ -192,6 +192,12 @@ def load(path: str | os.PathLike) -> nx.DiGraph:
 def save(g: nx.DiGraph, path: str | os.PathLike) -> None:
     """Write ``g`` to ``.json`` (node-link) or ``.toml`` (explicit nodes), atomically."""
     path = Path(path)
+    from .graph import validate
+
+    try:
+        validate(g)
+    except GraphError as e:
+        raise SpecError(f"{path}: cannot save an invalid network: {e}") from None
     if path.suffix == ".json":
         text = json.dumps(to_dict(g), indent=2, sort_keys=True) + "\n"
     elif path.suffix == ".toml":

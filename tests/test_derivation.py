@@ -296,11 +296,9 @@ def test_softmax_cross_entropy_vjp_is_softmax_minus_target():
     assert not eq.rhs.has(sp.KroneckerDelta, sp.Piecewise)
     n, i, _ = S.FREE
     z, t = sp.IndexedBase("z2"), sp.IndexedBase("t")
-    k = sp.Symbol("k", integer=True)
     softmax = sp.exp(z[n, i]) / (sp.exp(z[n, 0]) + sp.exp(z[n, 1]))
     expected = (softmax * (t[n, 0] + t[n, 1]) - t[n, i]) / derive.ops.BATCH
     assert sp.simplify(eq.rhs.doit() - expected) == 0
-    del k
 
 
 def test_loss_vjps_divide_by_the_number_of_elements():

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import sympy as sp
@@ -317,7 +320,9 @@ def _extend(children):
 FORMULAS = st.recursive(_LEAVES, _extend, max_leaves=5)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomized: SymPy's simplify inside `derivative` is occasionally very slow on some random formulas
+# (see test_user_formula_derivative_is_fast), which would make the suite's run time a lottery.
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(text=FORMULAS, seed=st.integers(0, 2**16))
 def test_random_formula_derivative_matches_finite_differences(text, seed):
     f = derive.parse_formula(text, {"x": X})
@@ -341,3 +346,24 @@ def test_random_formula_derivative_matches_finite_differences(text, seed):
         if d.through_output is not None:
             assert close(exact(d.through_output, y=fn(x)), values[2], 1e-9), (text, x)
     assume(checked > 0)
+
+
+# --- a user formula must not hang the derivation -------------------------------------------------
+
+def test_user_formula_derivative_is_fast():
+    """`derivative` of a small smooth formula finishes in seconds (run in a child, killed at 15 s).
+
+    ``derive.scalar.through_output`` checks its least-squares fit with ``_equal``, which calls
+    ``sympy.simplify(a - b)`` before the cheap numeric check; for these formulas simplify spends
+    minutes in trigsimp/factor although the numeric check refutes the fit at once
+    (another: ``exp(sigmoid(sigmoid(x)*tanh(x))/2)``, about a minute).
+    """
+    text = "tanh(x) - erf(x) - sigmoid(2)"
+    code = ("import derive; from derive.ops import X; from derive.scalar import derivative; "
+            f"d = derivative(derive.parse_formula({text!r}, {{'x': X}})); print(d.in_input)")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=15,
+                              cwd=Path(__file__).resolve().parent.parent)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"derivative({text!r}) took more than 15 s")
+    assert proc.returncode == 0, proc.stderr

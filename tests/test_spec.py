@@ -138,6 +138,20 @@ def test_toml_round_trip_of_non_bmp_text(tmp_path, text):
     assert equal(derive.load(tmp_path / "net.toml"), g)
 
 
+def test_unencodable_name_is_refused(tmp_path):
+    """A lone surrogate is not text: validation names the node, and save() raises a one-line
+    SpecError without leaving its temporary file behind."""
+    g = nx.relabel_nodes(derive.mlp([2, 1]), {"x": "a\ud800b"})
+    with pytest.raises(derive.GraphError, match="lone surrogate"):
+        derive.validate(g)
+    for suffix in (".json", ".toml"):
+        path = tmp_path / f"net{suffix}"
+        with pytest.raises(derive.SpecError) as info:
+            derive.save(g, path)
+        assert "\n" not in str(info.value) and str(path) in str(info.value)
+        assert not list(tmp_path.glob("*.tmp")), "a failed save must not leave its temporary file"
+
+
 def test_save_is_atomic_and_creates_folders(tmp_path):
     target = tmp_path / "deep" / "er" / "net.json"
     derive.save(derive.mlp([2, 1]), target)
