@@ -133,6 +133,7 @@ def cmd_train(args) -> int:
     import kernels
     from kernels.data import resolve
     from kernels.optim import get_optimizer
+    from kernels.train import train
 
     net = _load(args.spec)
     info = derive.validate(net)
@@ -147,7 +148,7 @@ def cmd_train(args) -> int:
     print(f"training {net.graph.get('name', 'network')!r} on {data.name} ({data.n_samples} rows) with "
           f"{type(optimizer).__name__}, backend {args.backend}, {args.dtype}")
     model = kernels.compile(net, backend=args.backend, dtype=args.dtype, seed=args.seed)
-    history = kernels.train(model, data.X, T, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
+    history = train(model, data.X, T, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
                             seed=args.seed, validation=args.validation, progress=None if args.progress else False,
                             checkpoint=args.checkpoint, resume=args.resume)
     last = history.last

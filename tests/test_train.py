@@ -1,0 +1,176 @@
+"""Training: convergence, determinism, validation, checkpoints and resume, divergence, bad data, CLI."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import derive
+import kernels
+from kernels.data import make
+from kernels.optim import SGD, Adam
+from kernels.train import History, load_checkpoint, save_checkpoint, train
+from symprop.cli import main
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernel_cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("symprop-cache-train")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYMPROP_CACHE", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def moons():
+    data = make("moons", n_samples=256, seed=0)
+    return data.X, data.targets(1)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return derive.mlp([2, 8, 1], activation="tanh", loss="bce_logits")
+
+
+def fresh(net, seed=0, dtype="float64"):
+    return kernels.compile(net, dtype=dtype, seed=seed)
+
+
+def test_training_learns_moons(net, moons):
+    model = fresh(net)
+    history = train(model, *moons, epochs=40, batch_size=16, optimizer=Adam(lr=0.05), progress=False)
+    losses = history.column("loss")
+    assert len(losses) == 40 and history.stopped is None
+    assert losses[-1] < 0.5 * losses[0]
+    assert history.last["accuracy"] > 0.85
+
+
+def test_float32_trains_too(net, moons):
+    model = fresh(net, dtype="float32")
+    history = train(model, *moons, epochs=20, batch_size=16, optimizer=Adam(lr=0.05), progress=False)
+    assert model.parameters["W1"].dtype == np.float32
+    assert history.column("loss")[-1] < history.column("loss")[0]
+
+
+def test_deterministic_under_seed(net, moons):
+    runs = []
+    for _ in range(2):
+        model = fresh(net, seed=3)
+        h = train(model, *moons, epochs=3, batch_size=32, optimizer=SGD(lr=0.1, momentum=0.9), seed=5,
+                  progress=False)
+        runs.append((h.column("loss"), {k: v.copy() for k, v in model.parameters.items()}))
+    assert runs[0][0] == runs[1][0]
+    for p in runs[0][1]:
+        np.testing.assert_array_equal(runs[0][1][p], runs[1][1][p])
+    other = fresh(net, seed=3)
+    h = train(other, *moons, epochs=3, batch_size=32, optimizer=SGD(lr=0.1, momentum=0.9), seed=6, progress=False)
+    assert h.column("loss") != runs[0][0]
+
+
+def test_validation_split_reports_metrics(net, moons):
+    model = fresh(net)
+    h = train(model, *moons, epochs=2, batch_size=32, validation=0.25, progress=False)
+    assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(h.last)
+    with pytest.raises(ValueError, match="validation"):
+        train(model, *moons, epochs=1, validation=1.5, progress=False)
+
+
+def test_checkpoint_resume_equals_uninterrupted(net, moons, tmp_path):
+    opt = Adam(lr=0.02)
+    full = fresh(net, seed=1)
+    h_full = train(full, *moons, epochs=6, batch_size=32, optimizer=opt, progress=False)
+
+    ck = tmp_path / "ck.npz"
+    part = fresh(net, seed=1)
+    train(part, *moons, epochs=3, batch_size=32, optimizer=opt, progress=False, checkpoint=ck)
+    assert ck.exists() and not list(tmp_path.glob(".*tmp*"))
+    resumed = fresh(net, seed=99)  # different init: everything must come from the checkpoint
+    h = train(resumed, *moons, epochs=6, batch_size=32, optimizer=opt, progress=False, checkpoint=ck, resume=True)
+    assert len(h.epochs) == 6
+    assert h.column("loss") == pytest.approx(h_full.column("loss"), rel=1e-12)
+    for p in full.parameters:
+        np.testing.assert_allclose(resumed.parameters[p], full.parameters[p], rtol=1e-12, atol=1e-14)
+    with np.load(ck, allow_pickle=False) as data:  # never pickle
+        assert "param/W1" in data.files
+
+
+def test_divergence_stops_with_last_good_parameters(tmp_path):
+    data = make("sine", n_samples=64, seed=0)
+    net = derive.mlp([1, 4, 1], activation="identity", loss="mse")
+    model = fresh(net)
+    ck = tmp_path / "ck.npz"
+    h = train(model, data.X, data.targets(1), epochs=50, batch_size=8, optimizer=SGD(lr=1e3), progress=False,
+              checkpoint=ck)
+    assert h.stopped is not None and "diverged" in h.stopped
+    assert len(h.epochs) < 50
+    for p, v in model.parameters.items():
+        assert np.all(np.isfinite(v)), p
+    if ck.exists():  # the last good epoch, if one finished
+        state, step, epoch, history = load_checkpoint(ck, fresh(net))
+        assert epoch == len(history.epochs) and history.stopped is None
+
+
+@pytest.mark.parametrize("bad,match", [("nan", "NaN or Inf at row 3"), ("shape", "shape")])
+def test_bad_training_data(net, moons, bad, match):
+    X, T = moons[0].copy(), moons[1]
+    if bad == "nan":
+        X[3, 1] = np.nan
+    else:
+        X = X[:, :1]
+    with pytest.raises(ValueError, match=match):
+        train(fresh(net), X, T, epochs=1, progress=False)
+
+
+def test_step_activation_warns(moons):
+    net = derive.mlp([2, 3, 1], activation="step", loss="mse")
+    with pytest.warns(RuntimeWarning, match="zero derivative"):
+        train(fresh(net), *moons, epochs=1, progress=False)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(net, tmp_path):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="bad.npz"):
+        load_checkpoint(path, fresh(net))
+    other = fresh(derive.mlp([2, 5, 1], activation="tanh", loss="bce_logits"))
+    save_checkpoint(tmp_path / "other.npz", other, {}, 0, 0, History())
+    with pytest.raises(ValueError, match="shape"):
+        load_checkpoint(tmp_path / "other.npz", fresh(net))
+
+
+def test_history_json_round_trip(tmp_path):
+    h = History(epochs=[{"epoch": 1, "loss": 0.5}], optimizer="Adam")
+    h.save(tmp_path / "h.json")
+    assert History.from_json((tmp_path / "h.json").read_text()) == h
+
+
+def test_cli_train_saves_parameters_and_history(tmp_path, capsys):
+    out = tmp_path / "out" / "params.npz"
+    hist = tmp_path / "out" / "history.json"
+    code = main(["train", "examples/mlp.toml", "--data", "moons", "--epochs", "3", "--optimizer", "adam",
+                 "--lr", "0.01", "--backend", "parallel", "--save", str(out), "--history", str(hist),
+                 "--no-progress", "--samples", "128"])
+    assert code == 0, capsys.readouterr().err
+    with np.load(out, allow_pickle=False) as data:
+        assert set(data.files) == {"W1", "b1", "W2", "b2", "W3", "b3"}
+    assert len(json.loads(hist.read_text())["epochs"]) == 3
+
+
+def test_cli_train_bad_data_file(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,label\n1,2,0\n3,x,1\n")
+    assert main(["train", "examples/mlp.toml", "--data", str(bad), "--epochs", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.csv" in err
+
+
+def test_cli_train_feature_mismatch(capsys):
+    assert main(["train", "examples/mlp.toml", "--data", "sine", "--epochs", "1", "--no-progress"]) == 2
+    assert "features" in capsys.readouterr().err
+
+
+def test_cli_kernels_prints_source(capsys):
+    assert main(["kernels", "examples/swish.toml"]) == 0
+    out = capsys.readouterr().out
+    assert "def loss_and_grads(" in out and "node 'a1'" in out
