@@ -14,6 +14,13 @@ one-line :class:`FormulaError` that names the formula and the culprit.
 Float literals stay exact (``0.01`` becomes ``1/100``). ``heaviside`` and ``step`` are 0
 at 0, as PyTorch.
 
+SymPy simplifies as it builds, and some inputs would keep it busy for hours, so these are
+refused as well: text over 2,000 characters; expressions or brackets nested over 100 deep;
+integer literals over 30 digits; numeric exponents over 1000 in absolute value; numbers
+over 400 digits; constants outside the float64 range (``exp(exp(exp(9)))``); fractional
+powers of numbers that SymPy would take long to simplify; ``max``/``min`` of more than 8
+arguments; and undefined values (``1/0``, ``log(0)``).
+
 Examples
 --------
 >>> import sympy
@@ -47,7 +54,10 @@ _MAX_DEPTH = 100          # depth of the expression tree, and of nested brackets
 _MAX_INT_DIGITS = 30      # digits of an integer literal
 _MAX_EXPONENT = 1000      # absolute value of a numeric exponent
 _MAX_NUMBER_DIGITS = 400  # digits of any number the expression holds (2**1000 has 302)
+_MAX_ROOT_WORK = 10_000   # digits of the power SymPy builds to simplify a fractional power
 _MAX_MINMAX_ARGS = 8      # arguments of one max/min, nested ones included (SymPy compares pairs)
+_MAX_CONSTANT = 1e308     # magnitude of a nonzero constant subexpression: the float64 range,
+_MIN_CONSTANT = 5e-324    # denormals included
 _SHOWN_CHARS = 60         # characters of the formula quoted in an error message
 
 
@@ -186,7 +196,7 @@ def _error(text: str, reason: str) -> FormulaError:
 def _describe_number(value: sympy.Expr) -> str:
     """A short text for a (possibly huge) SymPy number; never ``str`` of a huge integer."""
     if value.is_Rational and _digits(value) > 20:
-        return f"a number of about {_digits(value)} digits"
+        return f"(a {_digits(value)}-digit number)"
     return str(value)
 
 
@@ -376,6 +386,7 @@ def _build(node: ast.AST, ctx: _Context) -> sympy.Expr:
     expr = builder(node, ctx)
     _check_defined(expr, ctx)
     _check_number_sizes(expr, ctx)
+    _check_constant_size(expr, node, ctx)
     return expr
 
 
@@ -383,6 +394,23 @@ def _check_defined(expr: sympy.Expr, ctx: _Context) -> None:
     """Refuse ``1/0``, ``log(0)``, ... as soon as they appear (Max, Min cannot compare them)."""
     if expr.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
         raise ctx.error("the value is undefined or infinite (division by zero, log(0), ...)")
+
+
+def _check_constant_size(expr: sympy.Expr, node: ast.AST, ctx: _Context) -> None:
+    """Refuse constants beyond the float range, such as ``exp(exp(exp(9)))`` or ``exp(-1000)``.
+
+    SymPy evaluates constants numerically to compare them (``max``, ``sign``, simplification
+    of ``exp``), and for a tower of exponentials that takes practically forever. Checking
+    every constant as it is built keeps all arguments within range, so each check is quick.
+    """
+    if expr.free_symbols:
+        return
+    # the exponentials inside too: softplus(a) = log(1 + exp(a)) is no node of its own
+    for constant in (expr, *expr.atoms(sympy.exp)):
+        value = constant if constant.is_Rational else constant.evalf(15)
+        magnitude = abs(value)
+        if magnitude.is_Number and magnitude != 0 and not _MIN_CONSTANT <= magnitude <= _MAX_CONSTANT:
+            raise ctx.error(f"constant {ctx.segment(node)} is beyond the floating-point range")
 
 
 def _check_number_sizes(expr: sympy.Expr, ctx: _Context) -> None:
@@ -428,16 +456,46 @@ def _build_binary(node: ast.BinOp, ctx: _Context) -> sympy.Expr:
 
 
 def _build_power(base: sympy.Expr, exponent: sympy.Expr, ctx: _Context) -> sympy.Expr:
-    """``base**exponent``, refusing numeric powers SymPy would take long to evaluate."""
+    """``base**exponent``, refusing numeric powers SymPy would take long to evaluate.
+
+    With a numeric base, SymPy also evaluates the power to the constant term of a symbolic
+    exponent when it simplifies (``999**(10**30 - x)`` -> ``999**(10**30) * 999**(-x)``, in
+    ``min``), so that term is held to the same limits.
+    """
     if exponent.is_Number and not exponent.is_Rational:
         raise ctx.error(f"exponent {exponent} is not allowed")
     if exponent.is_Rational:
-        if abs(exponent) > _MAX_EXPONENT:
-            raise ctx.error(f"exponent {_describe_number(exponent)} is too large (limit {_MAX_EXPONENT})")
-        if base.is_Rational and _log10(base) * abs(exponent) > _MAX_NUMBER_DIGITS:
-            raise ctx.error(f"power of {_describe_number(base)} would have more than "
-                            f"{_MAX_NUMBER_DIGITS} digits")
+        _check_numeric_power(base, exponent, ctx)
+    elif base.is_Rational:
+        constant = exponent.as_coeff_Add()[0]
+        if constant.is_Rational:
+            _check_numeric_power(base, constant, ctx)
     return base**exponent
+
+
+def _check_numeric_power(base: sympy.Expr, exponent: sympy.Rational, ctx: _Context) -> None:
+    if abs(exponent) > _MAX_EXPONENT:
+        raise ctx.error(f"exponent {_describe_number(exponent)} is too large (limit {_MAX_EXPONENT})")
+    if base.is_Rational and _log10(base) * abs(exponent) > _MAX_NUMBER_DIGITS:
+        raise ctx.error(f"power of {_describe_number(base)} would have more than "
+                        f"{_MAX_NUMBER_DIGITS} digits")
+    if not exponent.is_Integer:
+        _check_root_work(base, exponent, ctx)
+
+
+def _check_root_work(base: sympy.Expr, exponent: sympy.Rational, ctx: _Context) -> None:
+    """Refuse fractional powers of numbers that SymPy would take long to simplify.
+
+    To simplify ``c**(p/q)`` (also as the coefficient of a product), SymPy raises ``c`` to a
+    power of up to ``max(p, q)`` before it takes a ``q``-th root: ``(2/999)**(1/10**6)``
+    would build a number of millions of digits.
+    """
+    coefficient = base if base.is_Rational else base.as_coeff_Mul()[0]
+    if not coefficient.is_Rational or _log10(coefficient) == 0:
+        return
+    if max(abs(exponent.p), exponent.q) > _MAX_ROOT_WORK / _log10(coefficient):
+        raise ctx.error(f"power of {_describe_number(coefficient)} to the fractional exponent "
+                        f"{_describe_number(exponent)} is too costly to simplify")
 
 
 def _build_call(node: ast.Call, ctx: _Context) -> sympy.Expr:

@@ -6,6 +6,7 @@ import ast
 import builtins
 import math
 import os
+import time
 
 import mpmath
 import pytest
@@ -284,6 +285,47 @@ def test_formula_error_is_a_value_error():
     assert issubclass(FormulaError, ValueError)
 
 
+# Syntactically fine formulas on which SymPy's automatic simplification would spend minutes or
+# hours (towers of exponentials, huge roots, comparisons of nearly equal constants).
+SLOW_FOR_SYMPY = [
+    "exp(exp(exp(9)))",
+    "exp(expm1(exp(expm1(expm1(pi)))))",
+    "max(x, cosh(cosh(18)))",
+    "max(2, (1e-300/pi)**(999-e))",
+    "max(1, sigmoid(10**300))",
+    "min(x, 999**99, softplus(999**99))",
+    "(2/999)**(1/10**6)",
+    "(2*relu(x)/999)**1e-300",
+    "(10**29+7)**(999/1000)",
+    "((10**10)**100)**100",
+    "min(1, 999**(1e30-x))",
+    "min(1, 999**(x+1/10**6))",
+    "max(" + ",".join(f"exp({k}*x)*sin(x+{k})" for k in range(1, 10)) + ")",
+    "max(max(x, exp(x), sin(x), x**3, erf(x)), max(x**5, cos(x), tanh(x), atan(x)))",
+]
+
+
+@pytest.mark.parametrize("text", SLOW_FOR_SYMPY, ids=[t[:40] for t in SLOW_FOR_SYMPY])
+def test_inputs_that_would_keep_sympy_busy_are_refused_quickly(text):
+    start = time.perf_counter()
+    refused(text)
+    assert time.perf_counter() - start < 5
+
+
+def test_constants_must_be_in_float_range():
+    assert "floating-point range" in refused("x*exp(1000)")
+    assert "floating-point range" in refused("x*exp(-1000)")
+    assert parse_formula("x*exp(700)", XS) == X * sympy.exp(700)
+    assert parse_formula("5e-324*x", XS) == sympy.Rational("5e-324") * X
+
+
+def test_max_min_argument_limit_counts_nested_calls():
+    eight = "max(x, 1, 2, 3, 4, 5, 6, 7)"
+    assert parse_formula(eight, XS) == sympy.Max(X, 7)
+    assert "max() of 9 arguments" in refused("max(x, 1, 2, 3, 4, 5, 6, 7, 8)")
+    assert "is too many" in refused("min(min(x, exp(x), sin(x), x**3, erf(x)), min(x**5, cos(x), tanh(x), atan(x)))")
+
+
 # --- property-based: random formulas from the grammar ----------------------------------------
 UNARY = sorted(FUNCTIONS)
 PREC = 80          # mpmath digits of the reference
@@ -416,8 +458,8 @@ def test_random_formulas_evaluate_like_reference(text):
     try:
         parsed = parse_formula(text, symbols)
     except FormulaError as err:
-        if "is too many" in str(err):  # max(max(...), max(...)) beyond the argument limit
-            return
+        if "is too many" in str(err) or "floating-point range" in str(err):
+            return  # max(max(...), max(...)) beyond the argument limit; exp(exp(exp(3)))
         # otherwise only a formula that is undefined everywhere may be refused:
         # 1/(x-x), log(0), or max() of a complex value such as sqrt(-1)
         assert "undefined" in str(err) or "not comparable" in str(err), str(err)
