@@ -4,6 +4,7 @@ _LAZY = {
     "compile": ("kernels.compiled", "compile"),
     "CompiledModel": ("kernels.compiled", "CompiledModel"),
     "generate": ("kernels.codegen", "generate"),
+    "generate_epoch": ("kernels.epoch", "generate_epoch"),
 }
 __all__ = list(_LAZY)
 

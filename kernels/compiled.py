@@ -3,10 +3,15 @@
 >>> import derive
 >>> model = compile(derive.mlp([2, 3, 1], activation="tanh"))          # doctest: +SKIP
 >>> loss, grads = model.loss_and_grads(X, T)                           # doctest: +SKIP
+>>> opt = kernels.optim.Adam(lr=1e-3)                                   # doctest: +SKIP
+>>> run = model.epoch_function(opt)                                    # doctest: +SKIP
+>>> state = model.init_state(opt)                                      # doctest: +SKIP
+>>> losses, steps = run(X, T, np.random.default_rng(0).permutation(len(X)), 32, state, 0)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Mapping
 
@@ -19,7 +24,9 @@ from .codegen import FUNCTION_NAME, Signature, _dtype_name, generate, signature
 
 __all__ = ["compile", "CompiledModel", "BACKENDS"]
 
-#: Accepted backends. ``"parallel"`` currently runs the same serial kernel as ``"cpu"``.
+#: Accepted backends. ``loss_and_grads`` is the same serial kernel for both; the training epoch
+#: (:meth:`CompiledModel.epoch_function`) is compiled with ``parallel=True`` for ``"parallel"``
+#: (see :mod:`kernels.epoch` for where it uses ``prange`` and why).
 BACKENDS = ("cpu", "parallel")
 
 
@@ -59,6 +66,7 @@ class CompiledModel:
         self.backend = backend
         self.shapes = {v: tuple(bp.info.shapes[v]) for v in bp.info.order}
         self.parameters: dict[str, np.ndarray] = {}
+        self._epoch_kernels: dict[tuple, object] = {}
         self.init(seed)
 
     def __repr__(self) -> str:
@@ -145,12 +153,134 @@ class CompiledModel:
         return float(loss), grads
 
 
+    # --- training ----------------------------------------------------------------------------------
+
+    def init_state(self, optimizer) -> dict[str, dict[str, np.ndarray]]:
+        """Fresh optimizer state: ``parameter -> slot -> zeros`` shaped like the parameter."""
+        return {p: {s: np.zeros(self.shapes[p], dtype=self.dtype) for s in optimizer.state}
+                for p in self.signature.parameters}
+
+    def epoch_kernel(self, optimizer, backend: str | None = None):
+        """The compiled ``train_epoch`` (:mod:`kernels.epoch`) for ``optimizer``'s structure.
+
+        Cached per :func:`kernels.epoch.optimizer_key` (class, equations' structure) and backend,
+        never per hyperparameter value: optimizers differing only in ``lr`` share one function
+        object. ``backend`` defaults to the model's."""
+        from . import epoch
+
+        backend = backend or self.backend
+        if backend == "parallel":
+            _prefer_workqueue()
+        # the generated source depends on the threshold of the parallel backend's prange branches
+        key = (epoch.optimizer_key(optimizer), backend, epoch.PARALLEL_MIN if backend == "parallel" else None)
+        fn = self._epoch_kernels.get(key)
+        if fn is None:
+            source = epoch.generate_epoch(self.backprop, optimizer, self.dtype.name, backend)
+            fn = getattr(cache.load(source), epoch.EPOCH_FUNCTION_NAME)
+            self._epoch_kernels[key] = fn
+        return fn
+
+    def _row_width(self) -> int:
+        """The most elements one example occupies in any batched array (the widest layer)."""
+        info = self.backprop.info
+        return max([int(np.prod(info.shapes[v])) for v in info.order if info.batched[v]] or [1])
+
+    def epoch_function(self, optimizer):
+        """``run(X, T, order, batch_size, state, step0) -> (losses, steps_done)``: one epoch of
+        mini-batch training with ``optimizer``, in one compiled call.
+
+        Batch ``b`` is the rows ``order[b*batch_size:(b+1)*batch_size]`` of ``X`` and ``T`` (the
+        last may be smaller). :attr:`parameters` and ``state`` (from :meth:`init_state`) are
+        updated in place; ``step0`` is the number of steps taken before (the optimizer's ``t`` is
+        ``step0 + b + 1``). ``losses`` has one float64 entry per batch (NaN for batches not run);
+        ``steps_done`` is the number of updates applied: fewer than the batches when a batch's
+        objective is not finite (that batch's update is skipped and the epoch stops, so the
+        parameters are the last good ones). ``run.kernel`` is the serial Numba function,
+        ``run.hyper`` the float64 hyperparameter vector (sorted names, ``run.hyper_names``).
+
+        Backend ``"parallel"``: a call whose ``batch_size`` times the widest layer reaches
+        :data:`kernels.epoch.PARALLEL_MIN` elements runs the ``parallel=True`` function (compiled
+        on first need); smaller ones run the serial function, which was faster on 2 cores.
+        """
+        from . import epoch
+        from .epoch import hyper_names, hyper_vector
+
+        kernel = self.epoch_kernel(optimizer, "cpu")
+        width = self._row_width()
+        hyper = hyper_vector(optimizer)
+        sig = self.signature
+        if len(sig.inputs) != 1 or len(sig.targets) != 1:  # pragma: no cover - generate_epoch raises first
+            raise ValueError("epoch_function needs a network with one input and one target")
+        slots = tuple(optimizer.state)
+        model = self
+
+        def run(X, T, order, batch_size, state, step0=0):
+            X = model._batch_array("input", sig.inputs[0], X)
+            T = model._batch_array("target", sig.targets[0], T)
+            if T.shape[0] != X.shape[0]:
+                raise ValueError(f"target {sig.targets[0]!r} has {T.shape[0]} rows but the input has {X.shape[0]}")
+            order = np.ascontiguousarray(order, dtype=np.int64)
+            if order.ndim != 1 or order.size == 0:
+                raise ValueError("order must be a non-empty 1-D array of row indices")
+            if order.min() < 0 or order.max() >= X.shape[0]:
+                raise ValueError(f"order has row indices outside [0, {X.shape[0]})")
+            batch_size = int(batch_size)
+            if batch_size < 1:
+                raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            params = []
+            for p in sig.parameters:
+                arr = model.parameters[p]
+                if arr.dtype != model.dtype or not arr.flags.c_contiguous or arr.shape != model.shapes[p]:
+                    arr = model.parameters[p] = model._parameter(p, model.parameters).copy()
+                params.append(arr)
+            arrays = []
+            for p in sig.parameters:
+                for s in slots:
+                    try:
+                        arr = state[p][s]
+                    except KeyError:
+                        raise ValueError(f"state has no slot {s!r} for parameter {p!r}: use model.init_state(optimizer)") from None
+                    if (not isinstance(arr, np.ndarray) or arr.dtype != model.dtype or not arr.flags.c_contiguous
+                            or arr.shape != model.shapes[p] or not arr.flags.writeable):
+                        raise ValueError(f"state[{p!r}][{s!r}] must be a writeable C-contiguous {model.dtype.name} "
+                                         f"array of shape {model.shapes[p]}")
+                    arrays.append(arr)
+            n_batches = -(-order.size // batch_size)
+            losses = np.full(n_batches, np.nan)
+            fn = kernel
+            if model.backend == "parallel" and batch_size * width >= epoch.PARALLEL_MIN:
+                fn = model.epoch_kernel(optimizer, "parallel")  # compiled on first need
+            with warnings.catch_warnings():
+                # compile-time notice that objmode blocks (NumPy's tanh) hold the GIL: intended
+                warnings.filterwarnings("ignore", message=".*Code running in object mode", category=Warning)
+                done = fn(X, T, order, batch_size, *params, *arrays, hyper, int(step0), losses)
+            return losses, int(done)
+
+        run.kernel = kernel
+        run.hyper = hyper
+        run.hyper_names = hyper_names(optimizer)
+        return run
+
+
+def _prefer_workqueue() -> None:
+    """Numba's ``workqueue`` threading layer for ``parallel=True`` code, unless the user chose one
+    (``NUMBA_THREADING_LAYER``): the OpenMP layer's spinning threads fight OpenBLAS's (see
+    :mod:`kernels.epoch`). It takes effect if no parallel region has run yet in this process."""
+    import os
+
+    import numba
+
+    if not os.environ.get("NUMBA_THREADING_LAYER") and numba.config.THREADING_LAYER == "default":
+        numba.config.THREADING_LAYER = "workqueue"
+
+
 def compile(net, backend: str = "cpu", dtype="float64", seed: int = 0) -> CompiledModel:
     """Generate, cache, import and wrap the Numba kernel of ``net`` (see :mod:`kernels.codegen`).
 
-    ``backend`` is ``"cpu"`` or ``"parallel"``; for now ``"parallel"`` is accepted and runs the
-    same serial code as ``"cpu"``. ``dtype`` is ``"float64"`` or ``"float32"``. Numba compiles
-    on the first call of the kernel, and caches the machine code next to the generated file.
+    ``backend`` is ``"cpu"`` or ``"parallel"`` (``loss_and_grads`` is serial for both; the
+    epoch functions of :meth:`CompiledModel.epoch_function` differ, see :mod:`kernels.epoch`).
+    ``dtype`` is ``"float64"`` or ``"float32"``. Numba compiles on the first call of the
+    kernel, and caches the machine code next to the generated file.
     """
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")

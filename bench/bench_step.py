@@ -1,0 +1,190 @@
+"""Training throughput of the fused epoch function (kernels.epoch) against PyTorch eager.
+
+Run: ``python bench/bench_step.py [--quick] [--backends cpu,parallel]``. Prints a table of
+steps/s: one ``train_epoch`` call runs a whole epoch (4096 random rows), timed after a warm-up
+call (compilation excluded; best of ``--repeat``). PyTorch runs the same batch loop eagerly
+(``torch.set_num_threads(2)``): index the batch, forward, loss, backward, optimizer step.
+"matmul only" is the chain of matrix products of one step (3 forward, 2 backward through the
+layers, 3 weight gradients) with the same shapes, in a Numba loop into preallocated outputs
+(hot caches: the same input every step); "mm+gather" adds copying the batch's rows of a shuffled
+4096-row input first, which any training step must do.
+No assertions: the numbers are for reading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROWS = 4096
+
+
+CHUNK = 8   # steps per timed call (short calls: the minimum filters out time lost to other processes)
+
+
+def best_of(fn, repeat):
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def data(sizes, loss, dtype, rng):
+    X = rng.normal(size=(ROWS, sizes[0])).astype(dtype)
+    if loss == "mse":
+        T = rng.normal(size=(ROWS, sizes[-1])).astype(dtype)
+    else:
+        T = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], ROWS)]
+    return X, T
+
+
+def symprop_steps(sizes, act, loss, opt, dtype, batch, backend, repeat, X, T, order):
+    import derive
+    from kernels.compiled import compile
+
+    model = compile(derive.mlp(sizes, activation=act, loss=loss), backend=backend, dtype=dtype)
+    run = model.epoch_function(opt)
+    state = model.init_state(opt)
+    t0 = time.perf_counter()
+    run(X, T, order, batch, state, 0)          # compile (or load from Numba's cache) + warm up
+    first = time.perf_counter() - t0
+    sub, n = chunk(order, batch, sizes[1] <= 64)
+    secs = best_of(lambda: run(X, T, sub, batch, state, 0), repeat)
+    return n / secs, first
+
+
+def chunk(order, batch, whole):
+    """The rows of one timed call: the whole epoch (tiny nets), else CHUNK batches."""
+    n = -(-len(order) // batch)
+    n = n if whole else min(n, CHUNK)
+    return order[:n * batch], n
+
+
+def torch_steps(sizes, act, loss, optname, lr, dtype, batch, repeat, X, T, order):
+    import torch
+
+    torch.set_num_threads(2)
+    tdt = torch.float32 if dtype == "float32" else torch.float64
+    layers = []
+    for q in range(len(sizes) - 1):
+        layers.append(torch.nn.Linear(sizes[q], sizes[q + 1]).to(tdt))
+        if q < len(sizes) - 2:
+            layers.append(torch.nn.Tanh() if act == "tanh" else torch.nn.ReLU())
+    net = torch.nn.Sequential(*layers)
+    opt = torch.optim.Adam(net.parameters(), lr=lr) if optname == "adam" else torch.optim.SGD(net.parameters(), lr=lr)
+    Xt, Tt = torch.from_numpy(X), torch.from_numpy(T)
+    idx = torch.from_numpy(order)
+    if loss == "mse":
+        lossfn = torch.nn.MSELoss()
+    else:
+        Tt = Tt.argmax(dim=1)
+        lossfn = torch.nn.CrossEntropyLoss()
+
+    sub, n = chunk(order, batch, sizes[1] <= 64)
+    rows = len(sub)
+
+    def epoch():
+        for s in range(0, rows, batch):
+            b = idx[s:s + batch]
+            opt.zero_grad(set_to_none=True)
+            out = lossfn(net(Xt[b]), Tt[b])
+            out.backward()
+            opt.step()
+
+    epoch()
+    return n / best_of(epoch, repeat)
+
+
+def matmul_only_steps(sizes, dtype, batch, repeat, gather=False):
+    """Steps/s of the step's matrix products alone (Numba, preallocated outputs); ``gather``:
+    plus copying the batch's rows (a random permutation of 4096) into the input buffer first."""
+    import numba
+
+    @numba.njit(nogil=True)
+    def chain(X, order, A0, A1, A2, W1, W2, W3, G3, G2, G1, D2, D1, gW1, gW2, gW3, steps, gather):
+        B = A0.shape[0]
+        for s in range(steps):
+            if gather:
+                for r in range(B):
+                    row = order[(s * B + r) % order.shape[0]]
+                    for c in range(X.shape[1]):
+                        A0[r, c] = X[row, c]
+            np.dot(A0, W1.T, A1)
+            np.dot(A1, W2.T, A2)
+            np.dot(A2, W3.T, G3)
+            np.dot(G3, W3, D2)
+            np.dot(G2, W2, D1)
+            np.dot(G3.T, A2, gW3)
+            np.dot(G2.T, A1, gW2)
+            np.dot(G1.T, A0, gW1)
+
+    rng = np.random.default_rng(0)
+    d0, d1, d2, d3 = sizes
+    mk = lambda *s: rng.normal(size=s).astype(dtype)
+    args = [mk(batch, d0), mk(batch, d1), mk(batch, d2), mk(d1, d0), mk(d2, d1), mk(d3, d2),
+            mk(batch, d3), mk(batch, d2), mk(batch, d1), mk(batch, d2), mk(batch, d1),
+            mk(d1, d0), mk(d2, d1), mk(d3, d2)]
+    X = mk(ROWS, d0)
+    order = rng.permutation(ROWS)
+    steps = min(CHUNK, -(-ROWS // batch))
+    chain(X, order, *args, 1, gather)
+    return steps / best_of(lambda: chain(X, order, *args, steps, gather), repeat)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=25)
+    ap.add_argument("--backends", default="cpu,parallel")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="only the tiny MLP and batch 32/1024 of the relu net")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("SYMPROP_CACHE", os.path.join(tempfile.gettempdir(), "symprop-bench-cache"))
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    from kernels.optim import SGD, Adam
+
+    backends = args.backends.split(",")
+    rng = np.random.default_rng(0)
+    order = rng.permutation(ROWS).astype(np.int64)
+    cases = [("tiny 2-16-16-1 tanh mse sgd f64", [2, 16, 16, 1], "tanh", "mse", "sgd", "float64", 32)]
+    acts = ["relu"] if args.quick else ["relu", "tanh"]
+    batches = [32, 1024] if args.quick else [32, 128, 1024]
+    for act in acts:
+        for b in batches:
+            cases.append((f"784-256-128-10 {act} sce adam f32", [784, 256, 128, 10], act, "softmax_cross_entropy",
+                          "adam", "float32", b))
+    header = f"{'case':36s} {'batch':>5s} " + " ".join(f"{bk + ' st/s':>14s}" for bk in backends) + \
+        f" {'torch st/s':>11s} {'x torch':>8s} {'matmul st/s':>12s} {'% of matmul':>11s} {'mm+gather':>10s} {'%':>5s}"
+    header += f" {'1st call s':>10s}"
+    print(header)
+    print("-" * len(header))
+    for label, sizes, act, loss, optname, dtype, batch in cases:
+        X, T = data(sizes, loss, dtype, rng)
+        lr = 0.01 if optname == "sgd" else 1e-3
+        opt = SGD(lr=lr) if optname == "sgd" else Adam(lr=lr)
+        rates, first = {}, 0.0
+        for bk in backends:
+            rates[bk], f = symprop_steps(sizes, act, loss, opt, dtype, batch, bk, args.repeat, X, T, order)
+            first = max(first, f)
+        tr = float("nan") if args.no_torch else torch_steps(sizes, act, loss, optname, lr, dtype, batch,
+                                                            args.repeat, X, T, order)
+        mm = matmul_only_steps(sizes, dtype, batch, args.repeat) if len(sizes) == 4 else float("nan")
+        mg = matmul_only_steps(sizes, dtype, batch, args.repeat, True) if len(sizes) == 4 else float("nan")
+        best = max(rates.values())
+        cells = " ".join(f"{rates[bk]:14,.0f}" for bk in backends)
+        pct = f"{100 * best / mm:10.0f}%" if mm == mm else f"{'':>11s}"
+        mmc = f"{mm:12,.0f}" if mm == mm else f"{'':>12s}"
+        mgc = f"{mg:10,.0f} {100 * best / mg:4.0f}%" if mg == mg else f"{'':>16s}"
+        print(f"{label:36s} {batch:5d} {cells} {tr:11,.0f} {best / tr:8.2f} {mmc} {pct} {mgc} {first:10.1f}",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

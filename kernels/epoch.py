@@ -1,0 +1,323 @@
+"""A whole training epoch in one generated Numba function: batches, forward, backward, optimizer.
+
+:func:`generate_epoch` prints a module with one function ::
+
+    train_epoch(X, T, order, batch_size, <parameters...>, <optimizer state...>, hyper, step0, losses_out)
+        -> steps_done
+
+* ``X``, ``T``: every row of the input and the target (C-contiguous, the model's dtype);
+  ``order``: int64 row indices (the shuffled permutation); batch ``b`` is the rows
+  ``order[b*batch_size : (b+1)*batch_size]`` (the last batch may be smaller; the loss is a mean
+  over the rows the batch actually has).
+* ``<parameters...>``: the parameter arrays in :func:`kernels.codegen.signature` order, updated in
+  place; ``<optimizer state...>``: for each parameter in that order, one array per state slot in
+  ``optimizer.state`` order (``m`` then ``v`` for Adam), shaped like the parameter, updated in place.
+* ``hyper``: float64 array of the hyperparameters, **in sorted order of their names**
+  (:func:`hyper_names`; Adam: ``beta1, beta2, eps, l1, l2, lr``); ``step0``: the number of steps
+  taken before this epoch (the optimizer's ``t`` is ``step0 + b + 1`` in batch ``b``).
+* ``losses_out``: float64, one entry per batch, receives each batch's objective.
+* Returns the number of batches whose update was applied: all of them, or ``b`` when the
+  objective of batch ``b`` is not finite (its update is then not applied, so the parameters are
+  the last good ones, and ``losses_out[b]`` holds the non-finite value).
+
+The forward and backward statements are printed by the same walk over the derived equations as
+``loss_and_grads`` (:class:`kernels.codegen._Generator` in workspace mode): every intermediate
+array is allocated once before the batch loop, sized for a full batch, and viewed as
+``buf[:N]`` for the current batch; products are ``np.dot(a, b, out)`` (``Gᵀ·X`` as
+``np.dot(G.T, X, out)``: Numba passes the transposed, F-ordered view to BLAS with a transpose
+flag, no copy); a whole-array ``tanh``/``exp`` calls NumPy's SIMD ufunc through ``numba.objmode``.
+The optimizer's update is printed from ``optimizer.equations()``: one loop over each parameter's
+elements, one statement per equation under a comment with the rule; every subexpression of
+hyperparameters and ``t`` alone is computed once per step, before the loops, in the model's dtype.
+
+Compilation flags: ``cache=True, nogil=True, error_model="numpy", fastmath=False`` (fastmath
+would let LLVM assume no NaN/inf, which the divergence check relies on, and reassociate sums,
+which the float64 reference tests compare to 1e-9). ``nogil``: the function runs without the GIL
+except inside the ``objmode`` tanh/exp calls (about 1 µs each), which take it back briefly.
+
+Measured (2 cores, float32 784-256-128-10, bench/bench_step.py): NumPy's tanh through objmode
+costs 0.2-0.8 ns an element plus about 1 µs a call, a Numba loop of ``math.tanh`` 8-15 ns an
+element; with it the tanh net runs as fast as the relu net. Two OpenBLAS threads beat one at
+every batch size (batch 32: 3,739 against 2,400 steps/s).
+
+Backends
+--------
+``"cpu"``: ``numba.njit``. ``"parallel"``: ``numba.njit(parallel=True)``, and the outer loop of
+each elementwise index statement and of each optimizer loop is ``numba.prange`` when the
+statement has at least :data:`PARALLEL_MIN` elements (a runtime branch: smaller ones stay
+serial). Never over a loop that accumulates into a shared gradient (column sums, the loss) and
+no implicit parfors (every statement is an explicit loop or a BLAS call). The matrix products
+are BLAS calls, threaded by OpenBLAS in both backends. Numba's threading layer is set to
+``workqueue`` (unless ``NUMBA_THREADING_LAYER`` is set): the OpenMP layer's spinning threads
+fought OpenBLAS's (10-30x slower, GUIDE section 4). Measured on this 2-core machine, prange
+never beat the serial function (numbers at :data:`PARALLEL_MIN`), so
+:meth:`kernels.compiled.CompiledModel.epoch_function` runs the serial function for batches
+below :data:`PARALLEL_MIN` elements and the ``parallel=True`` one from there: "parallel" is
+never slower than "cpu" where measured, and the prange code is there for machines with more
+cores (tests check that it gives the serial results to 1e-12).
+
+Examples
+--------
+>>> import derive
+>>> from kernels.optim import Adam
+>>> hyper_names(Adam(lr=1e-3))
+('beta1', 'beta2', 'eps', 'l1', 'l2', 'lr')
+>>> optimizer_key(Adam(lr=1e-3)) == optimizer_key(Adam(lr=0.5))
+True
+>>> src = generate_epoch(derive.mlp([2, 3, 1], activation="tanh"), Adam())
+>>> "def train_epoch(X, T, order, batch_size," in src and "np.dot(" in src
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from derive import symbols as S
+
+from .codegen import DTYPES, KernelPrinter, _Generator, _INDENT, _dtype_name
+
+__all__ = ["generate_epoch", "optimizer_key", "hyper_names", "hyper_vector", "EPOCH_FUNCTION_NAME",
+           "PARALLEL_MIN"]
+
+EPOCH_FUNCTION_NAME = "train_epoch"
+
+#: Elements (rows of a batch times the widest layer) from which the "parallel" backend runs the
+#: ``parallel=True`` epoch function, and from which its elementwise loops take ``prange``.
+#: Measured on the 2-core machine (784-256-128-10 tanh, Adam, float32, steps/s, best of 15,
+#: workqueue layer, prange on loops of >= 2**17 elements): batch 1024: serial 197, parallel 164;
+#: 2048: 86 vs 84; 4096: 44.2 vs 44.4; batch 32: 3,610 vs 3,124 (no prange taken: the
+#: ``parallel=True`` pipeline alone cost 13%). OpenBLAS already uses both cores for the products,
+#: which are 85-95% of a large step, so prange only adds launch and contention costs. The
+#: threshold is where parallel stopped losing (batch 4096 x 256 units); below it the serial
+#: function runs, so "parallel" is never slower than "cpu" in the measured range.
+PARALLEL_MIN = 1 << 20
+
+
+def hyper_names(optimizer) -> tuple[str, ...]:
+    """The order of the ``hyper`` array: the hyperparameter names, sorted."""
+    return tuple(sorted(optimizer.hyperparameters()))
+
+
+def hyper_vector(optimizer) -> np.ndarray:
+    """``hyper`` for :func:`generate_epoch`'s function: float64 values in :func:`hyper_names` order."""
+    h = optimizer.hyperparameters()
+    return np.array([float(h[k]) for k in hyper_names(optimizer)], dtype=np.float64)
+
+
+def optimizer_key(optimizer) -> tuple:
+    """What the generated code depends on: the class and its update equations' structure
+    (nesterov, which decay terms are present), never the hyperparameter values."""
+    cls = type(optimizer)
+    return (cls.__module__, cls.__qualname__, tuple(optimizer.state), hyper_names(optimizer),
+            tuple((sp.srepr(lhs), sp.srepr(rhs)) for lhs, rhs in optimizer.equations()))
+
+
+class _Hoister:
+    """Replaces subexpressions of hyperparameters and ``t`` alone with per-step scalars."""
+
+    def __init__(self, constant: set):
+        self.constant = constant
+        self.scalars: dict = {}          # expression -> Symbol, in first-seen order
+
+    def scalar(self, e):
+        if e not in self.scalars:
+            self.scalars[e] = sp.Symbol(f"_o{len(self.scalars) + 1}", real=True)
+        return self.scalars[e]
+
+    def is_const(self, e) -> bool:
+        return e.free_symbols <= self.constant
+
+    def __call__(self, e):
+        if e.is_Number:
+            return e
+        if self.is_const(e):
+            return self.scalar(e)
+        if isinstance(e, (sp.Add, sp.Mul)):
+            const = [a for a in e.args if self.is_const(a) and not a.is_Number]
+            nums = [a for a in e.args if a.is_Number]
+            rest = [self(a) for a in e.args if not self.is_const(a)]
+            head = [self.scalar(e.func(*nums, *const))] if const else nums
+            return e.func(*head, *rest, evaluate=False)
+        if e.is_Atom:
+            return e
+        return e.func(*[self(a) for a in e.args], evaluate=False)
+
+
+class _EpochGenerator(_Generator):
+    def __init__(self, net, dtype: str, optimizer, parallel: bool, parallel_min: int = PARALLEL_MIN):
+        super().__init__(net, dtype, workspace=True, parallel=parallel)
+        self.opt = optimizer
+        self.parallel_min = int(parallel_min)
+
+    def optimizer_lines(self, step: str) -> tuple[list[str], list[str]]:
+        """(prologue lines, per-step lines) of the update of every parameter."""
+        opt, sig = self.opt, self.sig
+        names = hyper_names(opt)
+        hyper_sym = {k: sp.Symbol(f"h_{k}", real=True) for k in names}
+        elem = {"w": sp.Symbol("o_w", real=True), "g": sp.Symbol("o_g", real=True)}
+        elem.update({s: sp.Symbol(f"o_{s}", real=True) for s in opt.state})
+        tsym = sp.Symbol(step, integer=True)
+        printer = KernelPrinter(self.names)
+        eqs = opt.equations()
+        pretty = opt.pretty().splitlines()
+        rename = {}
+        for lhs, rhs in eqs:
+            for s in {lhs} | rhs.free_symbols:
+                if s.name in elem:
+                    rename[s] = elem[s.name]
+                elif s.name in hyper_sym:
+                    rename[s] = hyper_sym[s.name]
+                elif s.name == "t":
+                    rename[s] = tsym
+                else:
+                    raise ValueError(f"optimizer {type(opt).__name__}: unknown symbol {s} in its rules")
+        hoist = _Hoister(set(hyper_sym.values()) | {tsym})
+        rules = [(rename[lhs], hoist(rhs.xreplace(rename))) for lhs, rhs in eqs]
+
+        pro = ["", f"# optimizer {type(opt).__name__}: hyper = [{', '.join(names)}] (sorted names)"]
+        pro += [f"h_{k} = hyper[{q}]" for q, k in enumerate(names)]
+        step_lines = ["", f"# ---- optimizer {type(opt).__name__}: t = step0 + b + 1 ----",
+                      f"{step} = step0 + b + 1"]
+        for e, sym in hoist.scalars.items():
+            step_lines.append(f"{printer.doprint(sym)} = {self.dt}({printer.doprint(e)})")
+        for p in sig.parameters:
+            w = self.array(p)
+            gname = self.array(S.GRAD_PREFIX + p)
+            flats = {"w": f"{w}_f", "g": f"{gname}_f"}
+            pro.append(f"{w}_f = {w}.reshape({w}.size)")
+            pro.append(f"{gname}_f = {gname}.reshape({gname}.size)")
+            for s in opt.state:
+                arr = f"s_{w}_{s}"
+                flats[s] = f"{arr}_f"
+                pro.append(f"{arr}_f = {arr}.reshape({arr}.size)")
+            body = [f"o_{k} = {flat}[e]" for k, flat in flats.items()]
+            assigned = []
+            for (lhs, rhs), text in zip(rules, pretty):
+                body.append(f"# {text}")
+                body.append(f"{printer.doprint(lhs)} = {printer.doprint(rhs)}")
+                assigned.append(lhs.name[2:])
+            body += [f"{flats[k]}[e] = o_{k}" for k in dict.fromkeys(assigned)]
+            size = f"{w}_f.shape[0]"
+            loop = [f"for e in range({size}):", *[_INDENT + x for x in body]]
+            step_lines.append(f"# parameter {p!r}")
+            if self.parallel:
+                step_lines += [f"if {size} >= PARALLEL_MIN:", f"{_INDENT}for e in numba.prange({size}):",
+                               *[_INDENT * 2 + x for x in body], "else:", *[_INDENT + x for x in loop]]
+            else:
+                step_lines += loop
+        return pro, step_lines
+
+    def generate_epoch(self) -> str:
+        sig = self.sig
+        if len(sig.inputs) != 1 or len(sig.targets) != 1:
+            raise ValueError(f"train_epoch needs a network with one input and one target; this one has "
+                             f"inputs {list(sig.inputs)} and targets {list(sig.targets)}")
+        x, tgt = sig.inputs[0], sig.targets[0]
+        params = [self.array(p) for p in sig.parameters]
+        state = [f"s_{self.array(p)}_{s}" for p in sig.parameters for s in self.opt.state]
+        total = self.walk()
+        loop_body = list(self.body)
+        self.body = []
+        opt_pro, opt_step = self.optimizer_lines("t_step")
+
+        pro = ["n_rows = order.shape[0]",
+               "n_batches = (n_rows + batch_size - 1) // batch_size",
+               "N = min(batch_size, n_rows)  # buffers are sized for a full batch",
+               "", "# ---- workspaces: allocated once, viewed as buf[:N] in each batch ----"]
+        for v, src in ((x, "X"), (tgt, "T")):
+            pro.append(f"{self.array(v)}_buf = np.empty({self.shape_text(self.api_shape(v))}, dtype={self.dt})")
+        views = []
+        for name, shape in self.buffers.items():
+            arr = self.array(name)
+            pro.append(f"{arr}_buf = np.empty({self.shape_text(shape)}, dtype={self.dt})")
+            if self.batched(name):
+                views.append(f"{arr} = {arr}_buf[:N]")
+            else:
+                pro.append(f"{arr} = {arr}_buf")
+        for p in sig.parameters:
+            pro.append(f"{self.array(S.GRAD_PREFIX + p)} = np.empty({self.shape_text(self.api_shape(p))}, "
+                       f"dtype={self.dt})")
+        pro += opt_pro
+
+        loop = ["", "for b in range(n_batches):", f"{_INDENT}start = b * batch_size",
+                f"{_INDENT}N = min(batch_size, n_rows - start)",
+                f"{_INDENT}# gather the batch's rows"]
+        gather = [f"for r in range(N):", f"{_INDENT}row = order[start + r]"]
+        for v, src in ((x, "X"), (tgt, "T")):
+            buf = f"{self.array(v)}_buf"
+            if len(self.api_shape(v)) == 2:
+                gather += [f"{_INDENT}for c in range({src}.shape[1]):", f"{_INDENT * 2}{buf}[r, c] = {src}[row, c]"]
+            else:
+                gather.append(f"{_INDENT}{buf}[r] = {src}[row]")
+        loop += [_INDENT + line for line in gather]
+        loop += [f"{_INDENT}{self.array(v)} = {self.array(v)}_buf[:N]" for v in (x, tgt)]
+        loop += [_INDENT + line for line in views]
+        loop += [(_INDENT + line) if line else "" for line in loop_body]
+        loop += [f"{_INDENT}loss = {total}",
+                 f"{_INDENT}losses_out[b] = loss",
+                 f"{_INDENT}if not math.isfinite(loss):",
+                 f"{_INDENT * 2}return b  # this batch's update is not applied",
+                 *[(_INDENT + line) if line else "" for line in opt_step],
+                 "return n_batches"]
+        body = pro + loop
+
+        name = self.bp.graph.graph.get("name", "network")
+        args = ["X", "T", "order", "batch_size", *params, *state, "hyper", "step0", "losses_out"]
+        flags = 'cache=True, nogil=True, fastmath=False, error_model="numpy"' + (
+            ", parallel=True" if self.parallel else "")
+        doc = [f"#   {a}: parameter {p!r}, shape {self._shape_doc(p)}, updated in place"
+               for a, p in zip(params, sig.parameters)]
+        doc += [f"#   s_{self.array(p)}_{s}: optimizer state {s!r} of {p!r}, updated in place"
+                for p in sig.parameters for s in self.opt.state]
+        header = [
+            f"# Generated by symprop (kernels.epoch) for network {str(name)!r}, dtype {self.dtype}, "
+            f"backend {'parallel' if self.parallel else 'cpu'}, optimizer {type(self.opt).__name__}.",
+            "# Forward and backward statements are printed from the equations derived by derive.backprop",
+            "# (the same walk as loss_and_grads), the update from the optimizer's equations; each is",
+            "# repeated in a comment. Do not edit: the file name is a hash of its content.",
+            "",
+            "import math",
+            "",
+            "import numba",
+            "import numpy as np",
+            "",
+            f"PARALLEL_MIN = {self.parallel_min}",
+            "",
+            "",
+            "@numba.njit(inline=\"always\")",
+            "def _heaviside(x, h0):",
+            "    return 1.0 if x > 0 else (h0 if x == 0 else 0.0)",
+            "",
+            "",
+            "@numba.njit(inline=\"always\")",
+            "def _sign(x):",
+            "    return 1.0 if x > 0 else (-1.0 if x < 0 else (0.0 if x == 0 else x))",
+            "",
+            "",
+            "# One epoch of mini-batch training; returns the number of updates applied. Arguments:",
+            f"#   X: every input row {x!r}, shape (rows, {', '.join(map(str, self.api_shape(x)[1:]))}); "
+            f"T: every target row {tgt!r}",
+            "#   order: int64 row indices, batch b = order[b*batch_size:(b+1)*batch_size]",
+            *doc,
+            f"#   hyper: float64 [{', '.join(hyper_names(self.opt))}]; step0: steps taken before this epoch",
+            "#   losses_out: float64 (n_batches,), each batch's objective",
+            f"@numba.njit({flags})",
+            f"def {EPOCH_FUNCTION_NAME}({', '.join(args)}):",
+        ]
+        return "\n".join(header + [(_INDENT + line) if line else "" for line in body]) + "\n"
+
+
+def generate_epoch(net, optimizer, dtype="float64", backend: str = "cpu", parallel_min: int | None = None) -> str:
+    """Python source of a module with the ``@numba.njit`` function ``train_epoch`` (see the module
+    docstring); ``net`` is a network graph or its :class:`derive.Backprop`. ``parallel_min``
+    (backend ``"parallel"`` only): the size from which elementwise loops use ``prange``
+    (default :data:`PARALLEL_MIN`, read at each call)."""
+    if backend not in ("cpu", "parallel"):
+        raise ValueError(f"unknown backend {backend!r} (available: cpu, parallel)")
+    return _EpochGenerator(net, _dtype_name(dtype), optimizer, backend == "parallel",
+                           PARALLEL_MIN if parallel_min is None else parallel_min).generate_epoch()
+
+
+assert set(DTYPES) == {"float64", "float32"}
