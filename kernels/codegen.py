@@ -42,6 +42,7 @@ from sympy.printing.pycode import PythonCodePrinter
 import derive
 from derive import symbols as S
 from derive.ops import BATCH
+from derive.stable import stabilize
 
 __all__ = ["generate", "Signature", "signature", "FUNCTION_NAME", "DTYPES"]
 
@@ -135,8 +136,56 @@ def _maximal_reductions(expr) -> list:
     return found
 
 
+#: Scalar helpers every generated module defines (stable forms printed by :class:`KernelPrinter`).
+HELPERS = (
+    "@numba.njit(inline=\"always\")",
+    "def _heaviside(x, h0):",
+    "    return 1.0 if x > 0 else (h0 if x == 0 else 0.0)",
+    "",
+    "",
+    "@numba.njit(inline=\"always\")",
+    "def _sign(x):",
+    "    return 1.0 if x > 0 else (-1.0 if x < 0 else (0.0 if x == 0 else x))",
+    "",
+    "",
+    "@numba.njit(inline=\"always\")",
+    "def _sigmoid(a):",
+    "    # 1/(1+exp(-a)) without overflow: exp of a non-positive number only",
+    "    if a >= 0:",
+    "        return 1.0 / (1.0 + math.exp(-a))",
+    "    e = math.exp(a)",
+    "    return e / (1.0 + e)",
+    "",
+    "",
+    "@numba.njit(inline=\"always\")",
+    "def _softplus(a):",
+    "    # log(1+exp(a)) without overflow",
+    "    return max(a, 0.0) + math.log1p(math.exp(-abs(a)))",
+    "",
+    "",
+)
+
+
+def _stable_elementwise(expr: sp.Expr) -> sp.Expr:
+    """:func:`derive.stable.stabilize` on an element expression (sigmoid/softplus patterns).
+
+    Elements ``x[n, i]`` and sums are swapped for plain symbols while rewriting; the bodies of
+    sums are rewritten the same way, inside out.
+    """
+    if not isinstance(expr, sp.Expr) or isinstance(expr, sp.MatrixExpr) or not expr.has(sp.exp):
+        return expr
+    expr = expr.replace(lambda e: isinstance(e, sp.Sum),
+                        lambda e: sp.Sum(_stable_elementwise(e.function), *e.limits))
+    opaque = sorted(expr.atoms(sp.Indexed) | expr.atoms(sp.Sum), key=sp.default_sort_key)
+    plain = {a: sp.Dummy(real=True) for a in opaque}
+    out = stabilize(expr.xreplace(plain))
+    return out.xreplace({v: k for k, v in plain.items()})
+
+
 def _stabilize(expr: sp.Expr) -> sp.Expr:
-    """Rewrite every ``Σ_l exp(e_l)`` with the row maximum subtracted (see the module docstring)."""
+    """Rewrite every ``Σ_l exp(e_l)`` with the row maximum subtracted (see the module docstring),
+    and elementwise sigmoid/softplus patterns through their stable forms."""
+    expr = _stable_elementwise(expr)
     sums = [s for s in sorted(expr.atoms(sp.Sum), key=sp.default_sort_key)
             if len(s.limits) == 1 and isinstance(s.function, sp.exp) and s.limits[0][0] in s.function.free_symbols]
     for s in sums:
@@ -192,6 +241,12 @@ class KernelPrinter(PythonCodePrinter):
 
     def _print_sign(self, expr):
         return f"_sign({self._print(expr.args[0])})"
+
+    def _print_Sigmoid(self, expr):
+        return f"_sigmoid({self._print(expr.args[0])})"
+
+    def _print_Softplus(self, expr):
+        return f"_softplus({self._print(expr.args[0])})"
 
     def _print_Sum(self, expr):  # pragma: no cover - sums are turned into loops before printing
         raise ValueError("internal: a Sum reached the printer (it should have become a loop)")
@@ -658,16 +713,7 @@ class _Generator:
             "import numpy as np",
             "",
             "",
-            "@numba.njit(inline=\"always\")",
-            "def _heaviside(x, h0):",
-            "    return 1.0 if x > 0 else (h0 if x == 0 else 0.0)",
-            "",
-            "",
-            "@numba.njit(inline=\"always\")",
-            "def _sign(x):",
-            "    return 1.0 if x > 0 else (-1.0 if x < 0 else (0.0 if x == 0 else x))",
-            "",
-            "",
+            *HELPERS,
             "# Forward pass, objective and gradients: writes each parameter's gradient into its output",
             "# array and returns the objective (loss plus penalties). Arguments:",
             *doc_args,

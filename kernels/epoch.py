@@ -76,7 +76,7 @@ import sympy as sp
 
 from derive import symbols as S
 
-from .codegen import DTYPES, KernelPrinter, _Generator, _INDENT, _dtype_name
+from .codegen import DTYPES, HELPERS, KernelPrinter, _Generator, _INDENT, _dtype_name
 
 __all__ = ["generate_epoch", "optimizer_key", "hyper_names", "hyper_vector", "EPOCH_FUNCTION_NAME",
            "PARALLEL_MIN"]
@@ -286,16 +286,7 @@ class _EpochGenerator(_Generator):
             f"PARALLEL_MIN = {self.parallel_min}",
             "",
             "",
-            "@numba.njit(inline=\"always\")",
-            "def _heaviside(x, h0):",
-            "    return 1.0 if x > 0 else (h0 if x == 0 else 0.0)",
-            "",
-            "",
-            "@numba.njit(inline=\"always\")",
-            "def _sign(x):",
-            "    return 1.0 if x > 0 else (-1.0 if x < 0 else (0.0 if x == 0 else x))",
-            "",
-            "",
+            *HELPERS,
             "# One epoch of mini-batch training; returns the number of updates applied. Arguments:",
             f"#   X: every input row {x!r}, shape (rows, {', '.join(map(str, self.api_shape(x)[1:]))}); "
             f"T: every target row {tgt!r}",

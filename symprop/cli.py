@@ -119,7 +119,7 @@ def cmd_kernels(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from kernels.verify import verify
+    from kernels.verification import verify
 
     net = _load(args.spec)
     result = verify(net, backend=args.backend, dtype=args.dtype, batch=args.batch, seed=args.seed)
@@ -133,7 +133,7 @@ def cmd_train(args) -> int:
     import kernels
     from kernels.data import resolve
     from kernels.optim import get_optimizer
-    from kernels.train import train
+    from kernels.training import train
 
     net = _load(args.spec)
     info = derive.validate(net)
@@ -158,7 +158,7 @@ def cmd_train(args) -> int:
         history.save(args.history)
         print(f"history written to {args.history}")
     if args.save:
-        from kernels.train import save_parameters
+        from kernels.training import save_parameters
 
         save_parameters(args.save, model.parameters)
         print(f"parameters written to {args.save}")

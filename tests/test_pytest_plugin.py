@@ -66,7 +66,7 @@ def test_entry_point_is_registered():
 
 def test_plugin_module_imports_only_pytest():
     code = ("import sys; import kernels.pytest_plugin; "
-            "heavy = [m for m in ('numpy', 'sympy', 'numba', 'networkx', 'derive', 'kernels.verify') "
+            "heavy = [m for m in ('numpy', 'sympy', 'numba', 'networkx', 'derive', 'kernels.verification') "
             "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -10,7 +10,7 @@ import derive
 import kernels
 from kernels.data import make
 from kernels.optim import SGD, Adam
-from kernels.train import History, load_checkpoint, save_checkpoint, train
+from kernels.training import History, load_checkpoint, save_checkpoint, train
 from symprop.cli import main
 
 

@@ -1,4 +1,4 @@
-"""kernels.verify: compiled gradients against SymPy and finite differences, and the checker failing.
+"""kernels.verification: compiled gradients against SymPy and finite differences, and the checker failing.
 
 Every network is compiled once per module (module-scoped fixtures) into a temporary
 SYMPROP_CACHE shared with tests/test_pytest_plugin.py.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import derive
-from kernels import verify as V
+from kernels import verification as V
 
 
 @pytest.fixture(scope="module", autouse=True)

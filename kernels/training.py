@@ -17,7 +17,7 @@ Examples
 >>> from kernels.data import make
 >>> data = make("moons", n_samples=256, seed=0)
 >>> model = kernels.compile(derive.mlp([2, 8, 1], activation="tanh", loss="bce_logits"))  # doctest: +SKIP
->>> history = kernels.train(model, data.X, data.targets(1), epochs=5, progress=False)       # doctest: +SKIP
+>>> history = kernels.training(model, data.X, data.targets(1), epochs=5, progress=False)       # doctest: +SKIP
 """
 
 from __future__ import annotations

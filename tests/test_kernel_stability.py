@@ -1,0 +1,47 @@
+"""Compiled kernels stay finite at extreme inputs where the maths is finite (both dtypes)."""
+
+import numpy as np
+import pytest
+
+import derive
+import kernels
+
+EXTREMES = np.array([[-1000.0], [-50.0], [0.0], [50.0], [1000.0]])
+ACTIVATIONS = ["sigmoid", "tanh", "softplus", "silu", "gelu", "elu", "softsign", "x*tanh(log(1+exp(x)))",
+               "x*sigmoid(x)", "exp(x)/(1+exp(x))"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernel_cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("symprop-cache-stability")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYMPROP_CACHE", str(path))
+        yield path
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_activation_kernels_finite_at_extremes(activation, dtype):
+    net = derive.Builder().input("x", 1).dense(1, activation=activation).loss("bce_logits").build()
+    model = kernels.compile(net, dtype=dtype)
+    model.parameters["W1"][:] = 1.0
+    for row in EXTREMES:
+        for target in (0.0, 1.0):
+            loss, grads = model.loss_and_grads(row[None, :], np.array([[target]]))
+            assert np.isfinite(loss), (activation, dtype, row, loss)
+            for p, g in grads.items():
+                assert np.all(np.isfinite(g)), (activation, dtype, row, p, g)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_kernels_agree_with_reference_at_moderate_inputs(dtype):
+    net = derive.mlp([1, 3, 1], activation="x*tanh(log(1+exp(x)))", loss="bce_logits")
+    model = kernels.compile(net, dtype=dtype)
+    values = derive.random_values(net, batch=4, seed=2)
+    model.parameters = {p: values[p].astype(dtype) for p in model.parameters}
+    loss, grads = model.loss_and_grads(values["x"], values["t"])
+    ref_loss, ref = derive.evaluate(derive.backprop(net), values)
+    tol = 1e-10 if dtype == "float64" else 2e-4
+    assert loss == pytest.approx(ref_loss, rel=tol)
+    for p in ref:
+        np.testing.assert_allclose(grads[p], ref[p], rtol=tol, atol=tol)
