@@ -125,6 +125,16 @@ class _Names:
             return self._delta_name(rest)
         return self._node_name(name)
 
+    # every name goes through _name, in both printers
+    def _print_Symbol(self, e, style="plain"):
+        return self._name(e.name)
+
+    def _print_MatrixSymbol(self, e):
+        return self._name(e.name)
+
+    def _print_IndexedBase(self, e):
+        return self._name(str(e.label))
+
 
 class UnicodePrinter(_Names, StrPrinter):
     """One-line Unicode printing of derived equations."""
@@ -140,15 +150,6 @@ class UnicodePrinter(_Names, StrPrinter):
 
     def _delta_name(self, layer):
         return "δ" + f"({layer})".translate(_SUPER)
-
-    def _print_Symbol(self, e):
-        return self._name(e.name)
-
-    def _print_MatrixSymbol(self, e):
-        return self._name(e.name)
-
-    def _print_IndexedBase(self, e):
-        return self._name(str(e.label))
 
     def _print_Indexed(self, e):
         base = self._print(e.base)
@@ -225,15 +226,6 @@ class SympropLatexPrinter(_Names, LatexPrinter):
 
     def _delta_name(self, layer):
         return rf"\delta^{{({latex_escape(layer)})}}"
-
-    def _print_Symbol(self, e, style="plain"):
-        return self._name(e.name)
-
-    def _print_MatrixSymbol(self, e):
-        return self._name(e.name)
-
-    def _print_IndexedBase(self, e):
-        return self._name(str(e.label))
 
     def _print_Indexed(self, e):
         base = self._print(e.base)
