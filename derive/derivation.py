@@ -278,7 +278,7 @@ def _node_derivation(g: nx.DiGraph, info: GraphInfo, v: str, need: set[str]) -> 
     if op.form == "rowwise":
         u = args["x"]
         K = sp.Integer(shape[v][0])
-        xb, yb, gb = S.value_base(u), S.value_base(v), S.grad_base(v)
+        xb, yb = S.value_base(u), S.value_base(v)
         element = _row_patterns(op.name, xb, n, K)
         nd.forward = Equation(yb[n, i], element(i, k), "index", (n, i), extents)
         if "x" in wanted:
@@ -287,7 +287,6 @@ def _node_derivation(g: nx.DiGraph, info: GraphInfo, v: str, need: set[str]) -> 
             d = contract(sp.diff(scalar, xb[n, i]))
             d = replace_row_outputs(d, op.name, xb, yb, K)
             nd.vjps["x"] = Equation(S.grad_base(u)[n, i], sp.factor_terms(d), "index", (n, i), extents)
-        del gb
         return nd
 
     if op.form == "loss":

@@ -22,13 +22,14 @@ import math
 from functools import lru_cache
 from typing import Mapping
 
+import networkx as nx
 import numpy as np
 import sympy as sp
 
 from . import symbols as S
 from .ops import BATCH
 
-__all__ = ["evaluate", "forward_values"]
+__all__ = ["evaluate", "forward_values", "objective", "finite_differences"]
 
 _FUNCS = {"Heaviside": lambda x, h0=0.0: np.where(x > 0, 1.0, np.where(x == 0, h0, 0.0)),
           "sign": np.sign, "Max": np.maximum, "Min": np.minimum,
@@ -87,14 +88,19 @@ def _as_rows(value: np.ndarray) -> np.ndarray:
     return value
 
 
-def forward_values(bp, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every node's value: the leaves as given, the rest by the forward equations."""
+def forward_values(bp, values: Mapping[str, np.ndarray], until: str | None = None) -> dict[str, np.ndarray]:
+    """Every node's value: the leaves as given, the rest by the forward equations.
+
+    With ``until``, only that node and what it depends on are computed (predictions need
+    neither targets nor the loss).
+    """
     env = {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
     first_input = next(v for v in bp.info.order if bp.graph.nodes[v]["op"] == "input")
     batch = env[first_input].shape[0]
+    needed = None if until is None else nx.ancestors(bp.graph, until) | {until}
     for v in bp.info.order:
         eq = bp.nodes[v].forward
-        if eq is None:
+        if eq is None or (needed is not None and v not in needed):
             continue
         if eq.form == "matrix":
             env[v] = _matrix_value(eq.rhs, env, batch)
@@ -130,3 +136,24 @@ def evaluate(bp, values: Mapping[str, np.ndarray]) -> tuple[float, dict[str, np.
         env[S.GRAD_PREFIX + v] = total
     grads = {p: env[S.GRAD_PREFIX + p] for p in bp.parameters if S.GRAD_PREFIX + p in env}
     return float(objective), grads
+
+
+def objective(bp, values: Mapping[str, np.ndarray]) -> float:
+    """The objective (loss plus penalties) from the forward equations."""
+    env = forward_values(bp, values)
+    return float(env[bp.info.loss] + sum(env[p] for p in bp.info.penalties))
+
+
+def finite_differences(bp, values: Mapping[str, np.ndarray], h: float = 1e-6) -> dict[str, np.ndarray]:
+    """Central differences of :func:`objective` with respect to every parameter element (float64)."""
+    grads = {}
+    for p in bp.parameters:
+        base = np.array(values[p], dtype=np.float64)
+        g = np.zeros_like(base)
+        for idx in np.ndindex(*base.shape):
+            up, down = base.copy(), base.copy()
+            up[idx] += h
+            down[idx] -= h
+            g[idx] = (objective(bp, {**values, p: up}) - objective(bp, {**values, p: down})) / (2 * h)
+        grads[p] = g
+    return grads

@@ -95,28 +95,8 @@ def predict(model, X) -> np.ndarray:
     sig = model.signature
     values = {sig.inputs[0]: np.asarray(X, dtype=np.float64)}
     values.update({p: np.asarray(v, dtype=np.float64) for p, v in model.parameters.items()})
-    target = sig.targets[0]
     out = output_node(model)
-    values[target] = np.zeros((values[sig.inputs[0]].shape[0], *model.shapes[target]))
-    env = _forward_until(bp, values, out)
-    return np.asarray(env[out], dtype=np.float64)
-
-
-def _forward_until(bp, values, node):
-    from derive.evaluate import _index_value, _matrix_value
-
-    env = dict(values)
-    batch = next(iter(values.values())).shape[0]
-    needed = set(bp.graph.predecessors(node)) | {node}
-    import networkx as nx
-
-    needed |= nx.ancestors(bp.graph, node)
-    for v in bp.info.order:
-        eq = bp.nodes[v].forward
-        if eq is None or v not in needed:
-            continue
-        env[v] = _matrix_value(eq.rhs, env, batch) if eq.form == "matrix" else _index_value(eq, env, batch)
-    return env
+    return np.asarray(forward_values(bp, values, until=out)[out], dtype=np.float64)
 
 
 def accuracy(model, X, T) -> float | None:

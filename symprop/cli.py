@@ -53,12 +53,13 @@ def _check_table(net, batch: int, seed: int, out) -> bool:
     import numpy as np
 
     import derive
+    from derive.evaluate import finite_differences
 
     values = derive.random_values(net, batch=batch, seed=seed)
     bp = derive.backprop(net)
     loss, grads = derive.evaluate(bp, values)
     truth = derive.symbolic_gradients(net, values)
-    fd = _finite_differences(bp, values)
+    fd = finite_differences(bp, values)
     ok = True
     out.write(f"{'parameter':<12}{'max |derived - symbolic|':>26}{'max |derived - finite diff|':>30}\n")
     for p, g in grads.items():
@@ -69,31 +70,6 @@ def _check_table(net, batch: int, seed: int, out) -> bool:
         out.write(f"{p:<12}{e_sym:>26.3e}{e_fd:>30.3e}  {'ok' if good else 'MISMATCH'}\n")
     out.write(f"loss: derived {loss:.12g}, symbolic {truth.loss:.12g}\n")
     return ok
-
-
-def _finite_differences(bp, values, h: float = 1e-6):
-    import numpy as np
-
-    grads = {}
-    for p in bp.parameters:
-        base = np.array(values[p], dtype=np.float64)
-        g = np.zeros_like(base)
-        for idx in np.ndindex(*base.shape):
-            up, down = base.copy(), base.copy()
-            up[idx] += h
-            down[idx] -= h
-            lu = _objective(bp, {**values, p: up})
-            ld = _objective(bp, {**values, p: down})
-            g[idx] = (lu - ld) / (2 * h)
-        grads[p] = g
-    return grads
-
-
-def _objective(bp, values) -> float:
-    from derive.evaluate import forward_values
-
-    env = forward_values(bp, values)
-    return env[bp.info.loss] + sum(env[p] for p in bp.info.penalties)
 
 
 def cmd_demo(args) -> int:
