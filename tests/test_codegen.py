@@ -23,15 +23,6 @@ SEED = 3
 BATCH = 6
 
 
-@pytest.fixture(scope="module", autouse=True)
-def kernel_cache(tmp_path_factory):
-    """A fresh SYMPROP_CACHE for this module (so the first compile really compiles)."""
-    path = tmp_path_factory.mktemp("symprop-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYMPROP_CACHE", str(path))
-        yield path
-
-
 NETS = {
     "tanh_mse": lambda: derive.mlp([2, 5, 1], activation="tanh", loss="mse"),
     "relu_sce": lambda: derive.mlp([3, 4, 3], activation="relu", loss="softmax_cross_entropy"),
@@ -40,21 +31,10 @@ NETS = {
     "l2": lambda: derive.mlp([2, 3, 2], activation="tanh", loss="mse", penalty="l2", weight=0.05),
 }
 
-_MODELS: dict = {}
-
-
 @pytest.fixture(scope="module")
-def compiled(kernel_cache):
-    """``compiled(key, dtype)``: the compiled model of ``NETS[key]``, compiled once per module."""
-    from kernels.compiled import compile
-
-    def get(key: str, dtype: str = "float64"):
-        if (key, dtype) not in _MODELS:
-            _MODELS[key, dtype] = compile(NETS[key](), dtype=dtype)
-        return _MODELS[key, dtype]
-
-    yield get
-    _MODELS.clear()
+def compiled(compiled_model):
+    """``compiled(key, dtype)``: the compiled model of ``NETS[key]`` (see tests/conftest.py)."""
+    return lambda key, dtype="float64": compiled_model(NETS[key], dtype)
 
 
 def _values(model, seed=SEED, batch=BATCH):

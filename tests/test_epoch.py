@@ -21,32 +21,14 @@ ROWS, BATCH = 23, 5            # 4 full batches and a final batch of 3 rows
 STEP0 = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def kernel_cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("symprop-epoch-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYMPROP_CACHE", str(path))
-        yield path
-
-
-_MODELS: dict = {}
+NETS = {"sce": lambda: derive.mlp([2, 4, 3], activation="tanh", loss="softmax_cross_entropy"),
+        "mse": lambda: derive.mlp([2, 8, 1], activation="relu", loss="mse")}
 
 
 @pytest.fixture(scope="module")
-def model(kernel_cache):
-    """``model(key, dtype, backend)``, compiled once per module."""
-    from kernels.compiled import compile
-
-    nets = {"sce": lambda: derive.mlp([2, 4, 3], activation="tanh", loss="softmax_cross_entropy"),
-            "mse": lambda: derive.mlp([2, 8, 1], activation="relu", loss="mse")}
-
-    def get(key="sce", dtype="float64", backend="cpu"):
-        if (key, dtype, backend) not in _MODELS:
-            _MODELS[key, dtype, backend] = compile(nets[key](), backend=backend, dtype=dtype)
-        return _MODELS[key, dtype, backend]
-
-    yield get
-    _MODELS.clear()
+def model(compiled_model):
+    """``model(key, dtype, backend)`` (see tests/conftest.py)."""
+    return lambda key="sce", dtype="float64", backend="cpu": compiled_model(NETS[key], dtype, backend)
 
 
 def _data(model, rows=ROWS, seed=0):

@@ -11,14 +11,6 @@ ACTIVATIONS = ["sigmoid", "tanh", "softplus", "silu", "gelu", "elu", "softsign",
                "x*sigmoid(x)", "exp(x)/(1+exp(x))"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def kernel_cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("symprop-cache-stability")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYMPROP_CACHE", str(path))
-        yield path
-
-
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_activation_kernels_finite_at_extremes(activation, dtype):

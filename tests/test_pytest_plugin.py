@@ -37,14 +37,6 @@ def test_sabotaged_model(assert_gradients):
 '''
 
 
-@pytest.fixture(scope="module")
-def kernel_cache(tmp_path_factory):
-    """A temporary SYMPROP_CACHE (shared with tests/test_verify.py, which compiles the same net)."""
-    path = tmp_path_factory.getbasetemp() / "symprop-cache-verify"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 _RUNS: dict = {}
 
 

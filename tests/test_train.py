@@ -14,14 +14,6 @@ from kernels.training import History, load_checkpoint, save_checkpoint, train
 from symprop.cli import main
 
 
-@pytest.fixture(scope="module", autouse=True)
-def kernel_cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("symprop-cache-train")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYMPROP_CACHE", str(path))
-        yield path
-
-
 @pytest.fixture(scope="module")
 def moons():
     data = make("moons", n_samples=256, seed=0)

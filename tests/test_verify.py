@@ -1,7 +1,7 @@
 """kernels.verification: compiled gradients against SymPy and finite differences, and the checker failing.
 
-Every network is compiled once per module (module-scoped fixtures) into a temporary
-SYMPROP_CACHE shared with tests/test_pytest_plugin.py.
+Every network is compiled once per session into the session's temporary SYMPROP_CACHE
+(tests/conftest.py), which the user-suite run of tests/test_pytest_plugin.py reuses.
 """
 
 from __future__ import annotations
@@ -11,16 +11,6 @@ import pytest
 
 import derive
 from kernels import verification as V
-
-
-@pytest.fixture(scope="module", autouse=True)
-def kernel_cache(tmp_path_factory):
-    """A temporary SYMPROP_CACHE for this module."""
-    path = tmp_path_factory.getbasetemp() / "symprop-cache-verify"
-    path.mkdir(exist_ok=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYMPROP_CACHE", str(path))
-        yield path
 
 
 NETS = {
@@ -34,18 +24,9 @@ SMALL = ["tanh_mse", "relu_sce", "formula", "l2"]
 
 
 @pytest.fixture(scope="module")
-def compiled(kernel_cache):
-    """``compiled(key, dtype)``: the compiled model of ``NETS[key]``, compiled once per module."""
-    from kernels.compiled import compile
-
-    models: dict = {}
-
-    def get(key: str, dtype: str = "float64"):
-        if (key, dtype) not in models:
-            models[key, dtype] = compile(NETS[key](), dtype=dtype)
-        return models[key, dtype]
-
-    return get
+def compiled(compiled_model):
+    """``compiled(key, dtype)``: the compiled model of ``NETS[key]`` (see tests/conftest.py)."""
+    return lambda key, dtype="float64": compiled_model(NETS[key], dtype)
 
 
 def _check(compiled, key, dtype="float64", **kw):
