@@ -31,7 +31,7 @@ from sympy.printing.str import StrPrinter
 from . import symbols as S
 from .scalar import CONVENTIONS
 
-__all__ = ["pretty_equation", "latex_equation", "pretty_report", "latex_report", "latex_escape",
+__all__ = ["pretty_equation", "latex_equation", "latex_sides", "pretty_report", "latex_report", "latex_escape",
            "UnicodePrinter", "SympropLatexPrinter"]
 
 _SUPER = str.maketrans("0123456789()-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁽⁾⁻")
@@ -292,8 +292,13 @@ def pretty_equation(eq) -> str:
 
 def latex_equation(eq) -> str:
     """``lhs = rhs`` in LaTeX (math mode, no delimiters)."""
-    lhs, rhs = _sides(eq, SympropLatexPrinter)
+    lhs, rhs = latex_sides(eq)
     return f"{lhs} = {rhs}"
+
+
+def latex_sides(eq) -> tuple[str, str]:
+    """``(lhs, rhs)`` in LaTeX, for documents that align equations (``lhs &= rhs``)."""
+    return _sides(eq, SympropLatexPrinter)
 
 
 def _describe(bp, v) -> str:

@@ -1,0 +1,139 @@
+r"""LaTeX/PDF reports: the derived equations, figures, training and verification of a network.
+
+:func:`write` puts a ``.tex`` file and its ``figures/`` folder where you ask and compiles the PDF
+with the real TeX toolchain (``latexmk``/``pdflatex``, never with shell escape) when it is
+installed; without TeX it says how to get the PDF. Importing this package is light: matplotlib
+and the compiled kernels are imported only when a report is written.
+
+Examples
+--------
+>>> import derive, reports, tempfile, os
+>>> out = os.path.join(tempfile.mkdtemp(), "mlp.tex")
+>>> result = reports.write(derive.mlp([2, 3, 1], activation="tanh"), out, pdf=False)
+>>> [p.name for p in result.figures]
+['activation-1.pdf']
+>>> r"\section{Layer recursion}" in result.tex.read_text()
+True
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .build import ReportError, compile_pdf, find_tex, install_hint
+
+__all__ = ["write", "ReportResult", "ReportError", "compile_pdf", "find_tex"]
+
+
+@dataclass
+class ReportResult:
+    """What :func:`write` wrote: the ``.tex``, the figures, the PDF (None when not compiled) and a
+    one-line message for the user."""
+
+    tex: Path
+    figures: list[Path] = field(default_factory=list)
+    pdf: Path | None = None
+    message: str = ""
+
+    @property
+    def path(self) -> Path:
+        """The PDF when there is one, else the ``.tex``."""
+        return self.pdf or self.tex
+
+
+def _paths(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if p.suffix.lower() not in (".tex", ".pdf"):
+        raise ReportError(f"{path}: a report path must end in .tex or .pdf")
+    return p.with_suffix(".tex")
+
+
+def _activation_groups(bp) -> list[tuple[list[str], object]]:
+    """Activation nodes grouped by their function (same scalar function: one figure)."""
+    groups: dict[str, tuple[list[str], object]] = {}
+    for v in bp.info.order:
+        nd = bp.nodes[v]
+        if nd.op != "activation" or "x" not in nd.derivatives:
+            continue
+        d = nd.derivatives["x"]
+        key = str(d.function)
+        groups.setdefault(key, ([], d))[0].append(v)
+    return list(groups.values())
+
+
+def write(net, path: str | os.PathLike, *, history=None, verification=None, optimizer=None, data=None,
+          parameters=None, model=None, title: str | None = None, pdf: bool | None = None) -> ReportResult:
+    """Write the report of ``net`` (a network graph or a spec file path) to ``path`` (``.tex`` or ``.pdf``).
+
+    ``history`` (:class:`kernels.training.History`) adds the training curves; ``data`` (a
+    :class:`kernels.data.Dataset`) and the trained ``parameters`` (or a compiled ``model``, whose
+    parameters are used) add the decision boundary for 2-D inputs (the fitted curve for 1-D);
+    ``verification`` (:class:`kernels.verification.VerifyResult`) adds its table; ``optimizer``
+    (:class:`kernels.optim.Optimizer`) gives the update rule shown (default: the trainer's Adam).
+    ``pdf``: None compiles when TeX is installed, True requires it (:class:`ReportError`
+    otherwise), False writes only the ``.tex`` and figures. Figures go to ``figures/`` next to
+    the ``.tex``. The same inputs give the same ``.tex`` and figure bytes.
+    """
+    import derive
+    from kernels.optim import Adam
+
+    from . import figures as F
+    from . import latex as L
+
+    if isinstance(net, (str, os.PathLike)):
+        net = derive.load(net)
+    tex_path = _paths(path)
+    tex_path.parent.mkdir(parents=True, exist_ok=True)
+    fig_dir = tex_path.parent / "figures"
+    bp = derive.backprop(net)
+    graph_name = str(net.graph.get("name", "network"))
+    doc_title = L.text(title) if title is not None else rf"Backpropagation of {L.name(graph_name)}"
+    parts = L.Parts(title=doc_title)
+    written: list[Path] = []
+
+    for k, (nodes, deriv) in enumerate(_activation_groups(bp), start=1):
+        rel = f"figures/activation-{k}.pdf"
+        written.append(F.activation_figure(deriv, tex_path.parent / rel))
+        parts.activations.append(L.Figure(rel, L.activation_caption(bp, nodes, deriv), r"0.48\textwidth"))
+
+    default_optimizer = optimizer is None
+    parts.optimizer = L.optimizer_section(optimizer if optimizer is not None else Adam(lr=1e-3), default_optimizer)
+
+    if model is not None and parameters is None:
+        parameters = model.parameters
+    if history is not None:
+        parts.training = L.training_text(history, data, optimizer)
+        if history.epochs:
+            rel = "figures/training.pdf"
+            written.append(F.training_figure(history, tex_path.parent / rel))
+            parts.training_figures.append(L.Figure(rel, "Loss and accuracy per epoch.", r"0.9\textwidth"))
+    if data is not None and parameters is not None:
+        labels = data.y
+        rel = "figures/decision.pdf"
+        fig = F.decision_figure(bp, parameters, data.X, labels, tex_path.parent / rel)
+        if fig is not None:
+            written.append(fig)
+            what = ("Decision boundary of the trained network over the training data (the black line is the "
+                    "decision level)" if data.n_features == 2 else "The trained network's output over the data")
+            if parts.training is None:
+                parts.training = L.training_text(history, data, optimizer) if history is not None else (
+                    rf"Data: {L.name(data.name)}, {int(data.n_samples)} rows.")
+            parts.training_figures.append(L.Figure(rel, what + ".", r"0.55\textwidth"))
+    if verification is not None:
+        parts.verification = L.verification_section(verification)
+
+    tex_path.write_text(L.document(bp, parts), encoding="utf-8")
+    result = ReportResult(tex=tex_path, figures=written)
+    if pdf is False:
+        result.message = f"wrote {tex_path} and {len(written)} figures (PDF not requested)"
+        return result
+    if find_tex() is None:
+        if pdf:
+            raise ReportError(install_hint(tex_path))
+        result.message = install_hint(tex_path)
+        return result
+    result.pdf = compile_pdf(tex_path)
+    result.message = f"wrote {result.pdf}"
+    return result
