@@ -5,7 +5,8 @@ For a table of networks, the gradients computed from the derived equations
 
 (a) ``derive.symbolic_gradients``: SymPy's derivative of the whole expanded objective,
     evaluated at 30 digits (independent of derive.derivation), to ~1e-10 relative; and
-(b) central finite differences of the objective, computed here, to ~1e-6.
+(b) central finite differences of the objective (``derive.evaluate.finite_differences``, which
+    runs only the forward equations), to ~1e-6.
 
 Also checked: the shape of the derived expressions (no KroneckerDelta, no range Piecewise,
 activation VJPs through the output, the softmax VJP, the layer recursion).
@@ -25,9 +26,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
 from derive import symbols as S
-from derive.evaluate import forward_values
-
-H = 1e-6
+from derive.evaluate import finite_differences, forward_values
 
 
 # --- networks ------------------------------------------------------------------------------------
@@ -90,25 +89,6 @@ NETWORKS = {
 def derived(name: str):
     net = NETWORKS[name]()
     return net, derive.backprop(net)
-
-
-def objective(bp, values) -> float:
-    env = forward_values(bp, values)
-    return env[bp.info.loss] + sum(env[p] for p in bp.info.penalties)
-
-
-def finite_differences(bp, values, h: float = H) -> dict[str, np.ndarray]:
-    grads = {}
-    for p in derive.parameters(bp.graph):
-        base = np.asarray(values[p], dtype=np.float64)
-        g = np.zeros_like(base)
-        for idx in np.ndindex(*base.shape):
-            up, down = base.copy(), base.copy()
-            up[idx] += h
-            down[idx] -= h
-            g[idx] = (objective(bp, {**values, p: up}) - objective(bp, {**values, p: down})) / (2 * h)
-        grads[p] = g
-    return grads
 
 
 def check_network(net, bp, batch: int, seed: int) -> None:
