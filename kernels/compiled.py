@@ -24,10 +24,12 @@ from .codegen import FUNCTION_NAME, Signature, _dtype_name, generate, signature
 
 __all__ = ["compile", "CompiledModel", "BACKENDS"]
 
-#: Accepted backends. ``loss_and_grads`` is the same serial kernel for both; the training epoch
-#: (:meth:`CompiledModel.epoch_function`) is compiled with ``parallel=True`` for ``"parallel"``
-#: (see :mod:`kernels.epoch` for where it uses ``prange`` and why).
-BACKENDS = ("cpu", "parallel")
+#: Accepted backends. ``loss_and_grads`` is the same serial kernel for ``"cpu"`` and
+#: ``"parallel"``; the training epoch (:meth:`CompiledModel.epoch_function`) is compiled with
+#: ``parallel=True`` for ``"parallel"`` (see :mod:`kernels.epoch` for where it uses ``prange`` and
+#: why). ``"cuda"``: the same equations as numba-cuda kernels on an NVIDIA GPU
+#: (:class:`kernels.cuda_model.CudaModel`).
+BACKENDS = ("cpu", "parallel", "cuda")
 
 
 def _glorot(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -133,6 +135,12 @@ class CompiledModel:
     def evaluate(self, data: Mapping[str, np.ndarray], parameters: Mapping[str, np.ndarray] | None = None
                  ) -> tuple[float, dict[str, np.ndarray]]:
         """Like :meth:`loss_and_grads`, with every input and target given by node name."""
+        arrays, params = self._evaluate_arrays(data, parameters)
+        return self._loss_and_grads(arrays, params)
+
+    def _evaluate_arrays(self, data: Mapping[str, np.ndarray], parameters: Mapping[str, np.ndarray] | None
+                         ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The checked inputs and targets (signature order, the model's dtype) and parameters."""
         sig = self.signature
         arrays = []
         batch = None
@@ -147,11 +155,14 @@ class CompiledModel:
                     raise ValueError(f"{what} {v!r} has {arr.shape[0]} rows but the batch has {batch}")
                 arrays.append(arr)
         params = self.parameters if parameters is None else parameters
-        arrays += [self._parameter(p, params) for p in sig.parameters]
-        grads = {p: np.empty(self.shapes[p], dtype=self.dtype) for p in sig.parameters}
-        loss = self.kernel(*arrays, *grads.values())
-        return float(loss), grads
+        return arrays, [self._parameter(p, params) for p in sig.parameters]
 
+    def _loss_and_grads(self, arrays: list[np.ndarray], params: list[np.ndarray]
+                        ) -> tuple[float, dict[str, np.ndarray]]:
+        """Run the kernel on checked arrays (see :meth:`_evaluate_arrays`)."""
+        grads = {p: np.empty(self.shapes[p], dtype=self.dtype) for p in self.signature.parameters}
+        loss = self.kernel(*arrays, *params, *grads.values())
+        return float(loss), grads
 
     # --- training ----------------------------------------------------------------------------------
 
@@ -185,6 +196,43 @@ class CompiledModel:
         info = self.backprop.info
         return max([int(np.prod(info.shapes[v])) for v in info.order if info.batched[v]] or [1])
 
+    def _epoch_arrays(self, X, T, order, batch_size, state, slots: tuple[str, ...]):
+        """Checked arguments of an epoch function's ``run``: ``(X, T, order, batch_size, parameters,
+        state arrays)``, the parameters (:attr:`parameters`, made C-contiguous in the model's dtype
+        in place if needed) in signature order, the state slots per parameter in ``slots`` order."""
+        sig = self.signature
+        X = self._batch_array("input", sig.inputs[0], X)
+        T = self._batch_array("target", sig.targets[0], T)
+        if T.shape[0] != X.shape[0]:
+            raise ValueError(f"target {sig.targets[0]!r} has {T.shape[0]} rows but the input has {X.shape[0]}")
+        order = np.ascontiguousarray(order, dtype=np.int64)
+        if order.ndim != 1 or order.size == 0:
+            raise ValueError("order must be a non-empty 1-D array of row indices")
+        if order.min() < 0 or order.max() >= X.shape[0]:
+            raise ValueError(f"order has row indices outside [0, {X.shape[0]})")
+        batch_size = int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        params = []
+        for p in sig.parameters:
+            arr = self.parameters[p]
+            if arr.dtype != self.dtype or not arr.flags.c_contiguous or arr.shape != self.shapes[p]:
+                arr = self.parameters[p] = self._parameter(p, self.parameters).copy()
+            params.append(arr)
+        arrays = []
+        for p in sig.parameters:
+            for s in slots:
+                try:
+                    arr = state[p][s]
+                except KeyError:
+                    raise ValueError(f"state has no slot {s!r} for parameter {p!r}: use model.init_state(optimizer)") from None
+                if (not isinstance(arr, np.ndarray) or arr.dtype != self.dtype or not arr.flags.c_contiguous
+                        or arr.shape != self.shapes[p] or not arr.flags.writeable):
+                    raise ValueError(f"state[{p!r}][{s!r}] must be a writeable C-contiguous {self.dtype.name} "
+                                     f"array of shape {self.shapes[p]}")
+                arrays.append(arr)
+        return X, T, order, batch_size, params, arrays
+
     def epoch_function(self, optimizer):
         """``run(X, T, order, batch_size, state, step0) -> (losses, steps_done)``: one epoch of
         mini-batch training with ``optimizer``, in one compiled call.
@@ -215,36 +263,7 @@ class CompiledModel:
         model = self
 
         def run(X, T, order, batch_size, state, step0=0):
-            X = model._batch_array("input", sig.inputs[0], X)
-            T = model._batch_array("target", sig.targets[0], T)
-            if T.shape[0] != X.shape[0]:
-                raise ValueError(f"target {sig.targets[0]!r} has {T.shape[0]} rows but the input has {X.shape[0]}")
-            order = np.ascontiguousarray(order, dtype=np.int64)
-            if order.ndim != 1 or order.size == 0:
-                raise ValueError("order must be a non-empty 1-D array of row indices")
-            if order.min() < 0 or order.max() >= X.shape[0]:
-                raise ValueError(f"order has row indices outside [0, {X.shape[0]})")
-            batch_size = int(batch_size)
-            if batch_size < 1:
-                raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-            params = []
-            for p in sig.parameters:
-                arr = model.parameters[p]
-                if arr.dtype != model.dtype or not arr.flags.c_contiguous or arr.shape != model.shapes[p]:
-                    arr = model.parameters[p] = model._parameter(p, model.parameters).copy()
-                params.append(arr)
-            arrays = []
-            for p in sig.parameters:
-                for s in slots:
-                    try:
-                        arr = state[p][s]
-                    except KeyError:
-                        raise ValueError(f"state has no slot {s!r} for parameter {p!r}: use model.init_state(optimizer)") from None
-                    if (not isinstance(arr, np.ndarray) or arr.dtype != model.dtype or not arr.flags.c_contiguous
-                            or arr.shape != model.shapes[p] or not arr.flags.writeable):
-                        raise ValueError(f"state[{p!r}][{s!r}] must be a writeable C-contiguous {model.dtype.name} "
-                                         f"array of shape {model.shapes[p]}")
-                    arrays.append(arr)
+            X, T, order, batch_size, params, arrays = model._epoch_arrays(X, T, order, batch_size, state, slots)
             n_batches = -(-order.size // batch_size)
             losses = np.full(n_batches, np.nan)
             fn = kernel
@@ -278,13 +297,19 @@ def compile(net, backend: str = "cpu", dtype="float64", seed: int = 0) -> Compil
     """Generate, cache, import and wrap the Numba kernel of ``net`` (see :mod:`kernels.codegen`).
 
     ``backend`` is ``"cpu"`` or ``"parallel"`` (``loss_and_grads`` is serial for both; the
-    epoch functions of :meth:`CompiledModel.epoch_function` differ, see :mod:`kernels.epoch`).
+    epoch functions of :meth:`CompiledModel.epoch_function` differ, see :mod:`kernels.epoch`),
+    or ``"cuda"`` (:func:`kernels.cuda_model.compile_cuda`: a :class:`CompiledModel` subclass
+    with the same API whose kernels run on an NVIDIA GPU; a clear error without one).
     ``dtype`` is ``"float64"`` or ``"float32"``. Numba compiles on the first call of the
     kernel, and caches the machine code next to the generated file.
     """
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
     name = _dtype_name(dtype)
+    if backend == "cuda":
+        from .cuda_model import compile_cuda
+
+        return compile_cuda(net, name, seed)
     bp = derive.backprop(net)
     source = generate(bp, name)
     module = cache.load(source)
