@@ -59,6 +59,11 @@ _GREEK = {c: n for c, n in (("α", "alpha"), ("β", "beta"), ("γ", "gamma"), ("
                             ("η", "eta"), ("θ", "theta"), ("λ", "lambda"), ("μ", "mu"), ("π", "pi"), ("ρ", "rho"),
                             ("σ", "sigma"), ("τ", "tau"), ("φ", "phi"), ("ω", "omega"), ("Σ", "Sigma"),
                             ("Δ", "Delta"), ("Ω", "Omega"))}
+_SYMBOLS = {"·": r"\ensuremath{\cdot}", "≤": r"\ensuremath{\le}", "≥": r"\ensuremath{\ge}",
+            "←": r"\ensuremath{\leftarrow}", "→": r"\ensuremath{\to}", "∂": r"\ensuremath{\partial}",
+            "⊙": r"\ensuremath{\odot}", "√": r"\ensuremath{\surd}", "…": r"\ldots{}", "–": "--", "—": "---",
+            "‘": "`", "’": "'", "“": "``", "”": "''", "±": r"\ensuremath{\pm}", "°": r"\ensuremath{^\circ}",
+            "ᵀ": r"\ensuremath{^\top}"}
 _ACCENTS = {"\u0300", "\u0301", "\u0302", "\u0303", "\u0308", "\u0327", "\u030a", "\u030c"}
 
 
@@ -80,7 +85,9 @@ def _unicode_declarations(body: str) -> str:
         base = unicodedata.normalize("NFD", c)
         if ord(c) <= 0x17F and len(base) == 2 and base[0].isascii() and base[1] in _ACCENTS:
             continue  # accented Latin letters: inputenc composes them
-        if c in _GREEK:
+        if c in _SYMBOLS:
+            value = _SYMBOLS[c]
+        elif c in _GREEK:
             value = rf"\ensuremath{{\{_GREEK[c]}}}"
         else:
             value = rf"{{\ttfamily[U+{ord(c):04X}]}}"

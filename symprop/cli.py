@@ -48,44 +48,6 @@ def cmd_check_spec(args) -> int:
     return 0
 
 
-def _check_table(net, batch: int, seed: int, out) -> bool:
-    """Derived gradients against SymPy's ground truth and central differences; True when all agree."""
-    import numpy as np
-
-    import derive
-    from derive.evaluate import finite_differences
-
-    values = derive.random_values(net, batch=batch, seed=seed)
-    bp = derive.backprop(net)
-    loss, grads = derive.evaluate(bp, values)
-    truth = derive.symbolic_gradients(net, values)
-    fd = finite_differences(bp, values)
-    ok = True
-    out.write(f"{'parameter':<12}{'max |derived - symbolic|':>26}{'max |derived - finite diff|':>30}\n")
-    for p, g in grads.items():
-        e_sym = float(np.max(np.abs(g - truth.grads[p])))
-        e_fd = float(np.max(np.abs(g - fd[p])))
-        good = e_sym <= 1e-10 * (1 + np.max(np.abs(truth.grads[p]))) and e_fd <= 1e-6
-        ok &= good
-        out.write(f"{p:<12}{e_sym:>26.3e}{e_fd:>30.3e}  {'ok' if good else 'MISMATCH'}\n")
-    out.write(f"loss: derived {loss:.12g}, symbolic {truth.loss:.12g}\n")
-    return ok
-
-
-def cmd_demo(args) -> int:
-    import derive
-
-    net = derive.mlp([2, 3, 1], activation="tanh", loss="mse", name="demo")
-    bp = derive.backprop(net)
-    print("symprop demo: a 2-3-1 tanh MLP with mean squared error (the embedded default)\n")
-    sys.stdout.write(bp.pretty())
-    print("\nChecking the derived gradients at a random point (batch 4) against SymPy's derivative of")
-    print("the whole expanded loss and against central finite differences:\n")
-    ok = _check_table(net, batch=4, seed=0, out=sys.stdout)
-    print("\nall derived gradients agree" if ok else "\nMISMATCH between derived and reference gradients")
-    return 0 if ok else 1
-
-
 def cmd_kernels(args) -> int:
     import kernels
 
@@ -104,32 +66,42 @@ def cmd_verify(args) -> int:
     return 0 if result.ok else 1
 
 
-def cmd_train(args) -> int:
+def _dataset(net, spec: str, samples: int, seed: int):
+    """The data set named ``spec`` for ``net`` and its target array; ValueError when sizes disagree."""
     import derive
-    import kernels
     from kernels.data import resolve
-    from kernels.optim import get_optimizer
-    from kernels.training import train
 
-    net = _load(args.spec)
     info = derive.validate(net)
-    data = resolve(args.data, n_samples=args.samples, seed=args.seed)
+    data = resolve(spec, n_samples=samples, seed=seed)
     n_inputs = info.shapes[next(v for v in info.order if net.nodes[v]["op"] == "input")][0]
     if data.n_features != n_inputs:
         raise ValueError(f"data {data.name!r} has {data.n_features} features but the network's input has {n_inputs}")
     n_outputs = info.shapes[info.args[info.loss]["y"]][0]
-    T = data.targets(n_outputs)
-    optimizer = get_optimizer(args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                              l1=args.l1, l2=args.l2)
+    return data, data.targets(n_outputs)
+
+
+def _optimizer(args):
+    from kernels.optim import get_optimizer
+
+    return get_optimizer(args.optimizer, lr=args.lr, momentum=getattr(args, "momentum", None),
+                         weight_decay=getattr(args, "weight_decay", None), l1=getattr(args, "l1", None),
+                         l2=getattr(args, "l2", None))
+
+
+def cmd_train(args) -> int:
+    import kernels
+    from kernels.training import train
+
+    net = _load(args.spec)
+    data, T = _dataset(net, args.data, args.samples, args.seed)
+    optimizer = _optimizer(args)
     print(f"training {net.graph.get('name', 'network')!r} on {data.name} ({data.n_samples} rows) with "
           f"{type(optimizer).__name__}, backend {args.backend}, {args.dtype}")
     model = kernels.compile(net, backend=args.backend, dtype=args.dtype, seed=args.seed)
     history = train(model, data.X, T, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                            seed=args.seed, validation=args.validation, progress=None if args.progress else False,
-                            checkpoint=args.checkpoint, resume=args.resume)
-    last = history.last
-    summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "steps", "seconds"))
-    print(f"epoch {last.get('epoch', 0)}/{args.epochs}: {summary} ({history.seconds:.2f} s)")
+                    seed=args.seed, validation=args.validation, progress=None if args.progress else False,
+                    checkpoint=args.checkpoint, resume=args.resume)
+    _summary(history, args.epochs)
     if args.history:
         history.save(args.history)
         print(f"history written to {args.history}")
@@ -142,6 +114,103 @@ def cmd_train(args) -> int:
         print(f"symprop: training stopped: {history.stopped}", file=sys.stderr)
         return 1
     return 0
+
+
+def _summary(history, epochs: int) -> None:
+    last = history.last
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "steps", "seconds"))
+    print(f"epoch {last.get('epoch', 0)}/{epochs}: {summary} ({history.seconds:.2f} s)")
+
+
+def _write_report(net, out, **kw) -> tuple[int, object]:
+    """``reports.write``; a LaTeX failure is printed (its log's error lines) and gives exit code 1."""
+    import reports
+
+    try:
+        result = reports.write(net, out, **kw)
+    except reports.ReportError as e:
+        print(f"symprop: error: {e}", file=sys.stderr)
+        return 1, None
+    print(result.message)
+    return 0, result
+
+
+def cmd_report(args) -> int:
+    if not args.output.lower().endswith((".tex", ".pdf")):
+        raise ValueError(f"{args.output}: a report path must end in .tex or .pdf")
+    net = _load(args.spec)
+    kw: dict = {"title": args.title, "pdf": False if not args.pdf else None}
+    status = 0
+    if args.train:
+        import kernels
+        from kernels.training import train
+        from kernels.verification import verify
+
+        data, T = _dataset(net, args.data, args.samples, args.seed)
+        optimizer = _optimizer(args)
+        print(f"training {net.graph.get('name', 'network')!r} on {data.name} ({data.n_samples} rows) with "
+              f"{type(optimizer).__name__}")
+        model = kernels.compile(net, dtype=args.dtype, seed=args.seed)
+        history = train(model, data.X, T, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
+                        seed=args.seed, progress=None if args.progress else False)
+        _summary(history, args.epochs)
+        result = verify(net, model=model, seed=args.seed)
+        print("gradients verified" if result.ok else "MISMATCH: compiled gradients disagree with the references")
+        kw.update(history=history, verification=result, optimizer=optimizer, data=data, model=model)
+        if history.stopped or not result.ok:
+            status = 1
+    code, written = _write_report(net, args.output, **kw)
+    if written is not None:
+        print(f"report: {written.path}")
+    return code or status
+
+
+#: The embedded default of ``symprop demo``: a small classifier on a built-in 2-D data set.
+DEMO = {"sizes": [2, 8, 8, 1], "activation": "tanh", "loss": "bce_logits", "data": "moons", "samples": 512,
+        "epochs": 200, "batch_size": 32, "lr": 0.01, "seed": 0, "verify_batch": 2}
+
+
+def cmd_demo(args) -> int:
+    import time
+    from pathlib import Path
+
+    import derive
+    import kernels
+    from kernels.data import make
+    from kernels.training import train
+    from kernels.verification import verify
+
+    began = time.perf_counter()
+    d = DEMO
+    net = derive.mlp(d["sizes"], activation=d["activation"], loss=d["loss"], name="demo")
+    sizes = "-".join(map(str, d["sizes"]))
+    print(f"symprop demo: a {sizes} {d['activation']} MLP, {d['loss']} loss, on the built-in "
+          f"{d['data']!r} data set (the embedded default)\n")
+    sys.stdout.write(derive.backprop(net).pretty())
+    data = make(d["data"], n_samples=d["samples"], seed=d["seed"])
+    optimizer = kernels.Adam(lr=d["lr"])
+    epochs = args.epochs if args.epochs is not None else d["epochs"]
+    print(f"\ntraining the compiled kernel: {data.n_samples} rows, {epochs} epochs, batch {d['batch_size']}, "
+          f"Adam(lr={d['lr']})")
+    model = kernels.compile(net, seed=d["seed"])
+    history = train(model, data.X, data.targets(1), epochs=epochs, batch_size=d["batch_size"],
+                    optimizer=optimizer, seed=d["seed"], progress=None)
+    _summary(history, epochs)
+    print("\nverifying the compiled gradients against SymPy's derivative of the whole expanded loss and "
+          "central finite differences:\n")
+    result = verify(net, model=model, batch=d["verify_batch"], seed=d["seed"])
+    print(result.table())
+    print("gradients verified" if result.ok else "MISMATCH: compiled gradients disagree with the references")
+    out = Path(args.out)
+    code, written = _write_report(net, out / "demo.pdf", history=history, verification=result, optimizer=optimizer,
+                                  data=data, model=model, title=f"symprop demo: a {sizes} {d['activation']} MLP on "
+                                  f"{d['data']}", pdf=False if not args.pdf else None)
+    print(f"\ndone in {time.perf_counter() - began:.1f} s")
+    if written is not None:
+        print(f"report: {written.path}")
+    if code:
+        return code
+    return 0 if result.ok and not history.stopped else 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -188,7 +257,26 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--history", help="write the per-epoch history to this .json")
     tr.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     tr.set_defaults(func=cmd_train)
-    demo = sub.add_parser("demo", help="the main job on the embedded default network")
+    rp = sub.add_parser("report", help="write a LaTeX/PDF report of the derivation (and, with --train, of training)")
+    rp.add_argument("spec")
+    rp.add_argument("-o", "--output", required=True, help="the report: OUT.pdf or OUT.tex (figures go to figures/ next to it)")
+    rp.add_argument("--title", help="the report's title (default: 'Backpropagation of <name>')")
+    rp.add_argument("--no-pdf", dest="pdf", action="store_false", help="write the .tex and figures only")
+    rp.add_argument("--train", action="store_true", help="train the compiled network, verify its gradients, report both")
+    rp.add_argument("--data", default="moons", help="with --train: a built-in data set or a .npz/.csv file")
+    rp.add_argument("--samples", type=int, default=512)
+    rp.add_argument("--epochs", type=int, default=100)
+    rp.add_argument("--batch-size", type=int, default=32)
+    rp.add_argument("--optimizer", default="adam")
+    rp.add_argument("--lr", type=float, default=0.01)
+    rp.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    rp.set_defaults(func=cmd_report)
+    demo = sub.add_parser("demo", help="the main job: derive, print, train, verify and report the embedded default")
+    demo.add_argument("--out", default="symprop-demo", help="folder for the report (default: ./symprop-demo)")
+    demo.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {DEMO['epochs']})")
+    demo.add_argument("--no-pdf", dest="pdf", action="store_false", help="write the .tex and figures only")
     demo.set_defaults(func=cmd_demo)
     return p
 

@@ -116,14 +116,33 @@ def test_help_exits_0(capsys):
     assert "check-spec" in capsys.readouterr().out
 
 
-def test_demo(capsys):
-    code, out, err = run(capsys, "demo")
-    assert code == 0, out + err
-    assert "all derived gradients agree" in out
-    assert "MISMATCH" not in out
-    assert "δ⁽¹⁾ = " in out
-    for p in ("W1", "b1", "W2", "b2"):
-        assert any(line.startswith(p) and line.rstrip().endswith("ok") for line in out.splitlines()), p
+def test_demo(capsys, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "demo-out"
+    have_tex = bool(shutil.which("latexmk") or shutil.which("pdflatex"))
+    code, stdout, err = run(capsys, "demo", "--out", str(out), "--epochs", "20")
+    assert code == 0, stdout + err
+    assert "2-8-8-1 tanh MLP" in stdout and "'moons'" in stdout
+    assert "δ⁽¹⁾ = " in stdout and "∂L/∂W1 = δ⁽¹⁾ᵀ·x" in stdout          # the derived equations
+    assert "epoch 20/20: loss " in stdout                              # trained by the compiled kernel
+    assert "gradients verified" in stdout and "MISMATCH" not in stdout  # verified
+    for p in ("W1", "b1", "W2", "b2", "W3", "b3"):
+        assert any(line.startswith(p) and line.rstrip().endswith("ok") for line in stdout.splitlines()), p
+    report = out / ("demo.pdf" if have_tex else "demo.tex")
+    assert stdout.rstrip().splitlines()[-1] == f"report: {report}"
+    assert report.exists() and (out / "demo.tex").exists()
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["activation-1.pdf", "decision.pdf", "training.pdf"]
+
+
+def test_demo_default_out_is_in_the_current_folder(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = run(capsys, "demo", "--epochs", "1", "--no-pdf")
+    assert code == 0, stdout + err
+    assert stdout.rstrip().splitlines()[-1] == f"report: {Path('symprop-demo') / 'demo.tex'}"
+    assert (tmp_path / "symprop-demo" / "demo.tex").exists()
 
 
 def test_python_dash_m_check_spec_bad():
