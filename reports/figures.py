@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["activation_figure", "training_figure", "decision_figure", "evaluate_scalar", "PDF_METADATA"]
+__all__ = ["activation_curves", "activation_figure", "network_output", "training_figure", "decision_figure", "evaluate_scalar", "PDF_METADATA"]
 
 #: No creation date, fixed producer: the same figure gives the same bytes.
 PDF_METADATA = {"CreationDate": None, "Producer": "symprop", "Creator": "symprop"}
@@ -73,11 +73,15 @@ def evaluate_scalar(expr, x: np.ndarray, symbol=None) -> np.ndarray:
         return np.broadcast_to(np.asarray(fn(x), dtype=np.float64), x.shape)
 
 
+def activation_curves(deriv, lo: float = -4.0, hi: float = 4.0, n: int = 801):
+    """``(x, f(x), f'(x))`` with ``f'`` the derived expression (:class:`derive.scalar.Derivative`)."""
+    x = np.linspace(lo, hi, n)
+    return x, evaluate_scalar(deriv.function, x), evaluate_scalar(deriv.in_input, x)
+
+
 def activation_figure(deriv, path: str | os.PathLike, lo: float = -4.0, hi: float = 4.0) -> Path:
     """``f`` and its derived ``f'`` (a :class:`derive.scalar.Derivative`) over ``[lo, hi]``."""
-    x = np.linspace(lo, hi, 801)
-    f = evaluate_scalar(deriv.function, x)
-    df = evaluate_scalar(deriv.in_input, x)
+    x, f, df = activation_curves(deriv, lo, hi)
     with _style():
         fig = _figure(3.2, 2.3)
         ax = fig.add_subplot()
