@@ -77,7 +77,7 @@ def write(net, path: str | os.PathLike, *, history=None, verification=None, opti
     the ``.tex``. The same inputs give the same ``.tex`` and figure bytes.
     """
     import derive
-    from kernels.optim import Adam
+    from kernels.optim import OPTIMIZERS, Adam, get_optimizer
 
     from . import figures as F
     from . import latex as L
@@ -98,8 +98,15 @@ def write(net, path: str | os.PathLike, *, history=None, verification=None, opti
         written.append(F.activation_figure(deriv, tex_path.parent / rel))
         parts.activations.append(L.Figure(rel, L.activation_caption(bp, nodes, deriv), r"0.48\textwidth"))
 
-    default_optimizer = optimizer is None
-    parts.optimizer = L.optimizer_section(optimizer if optimizer is not None else Adam(lr=1e-3), default_optimizer)
+    if optimizer is not None:
+        parts.optimizer = L.optimizer_section(optimizer)
+    elif history is not None and history.optimizer and history.optimizer.lower() in OPTIMIZERS:
+        parts.optimizer = L.optimizer_section(
+            get_optimizer(history.optimizer), rf"Training used {L.text(history.optimizer)}; its hyperparameters "
+            r"were not given, so the rule is shown with the defaults. ")
+    else:
+        parts.optimizer = L.optimizer_section(
+            Adam(lr=1e-3), r"No optimizer was given; the rule of \texttt{kernels.train}'s default is shown. ")
 
     if model is not None and parameters is None:
         parameters = model.parameters

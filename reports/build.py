@@ -2,8 +2,9 @@
 
 ``latexmk -pdf`` (or ``pdflatex`` twice when latexmk is missing) runs in a temporary folder
 holding a copy of the ``.tex`` and its ``figures/``; only the PDF is copied back. Shell escape
-is always off (``-no-shell-escape``), TeX may only write inside that folder
-(``openout_any=p``) and the PDF is reproducible (``SOURCE_DATE_EPOCH``). A failing run raises
+is always off (``-no-shell-escape``), TeX may neither write nor read outside that folder and
+the TeX tree (``openout_any=p``, ``openin_any=p``: defence in depth, escaping is the real
+defence) and the PDF is reproducible (``SOURCE_DATE_EPOCH``). A failing run raises
 :class:`ReportError` with the log's error lines (``! ...`` and the ``l.<n>`` context), not the
 whole log. Without TeX, :func:`compile_pdf` returns None and :func:`install_hint` says what to do.
 
@@ -80,7 +81,7 @@ def summarize_log(log: str) -> str:
 
 def _environment() -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"openout_any": "p", "shell_escape": "f", "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
+    env.update({"openout_any": "p", "openin_any": "p", "shell_escape": "f", "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
                 "FORCE_SOURCE_DATE": "1", "TEXINPUTS": "", "max_print_line": "1000"})
     return env
 

@@ -257,17 +257,25 @@ _HYPER_TEX = {"lr": r"\eta", "beta1": r"\beta_1", "beta2": r"\beta_2", "eps": r"
               "momentum": r"\mathrm{momentum}", "weight_decay": r"\mathrm{weight\_decay}", "l1": r"l_1", "l2": r"l_2"}
 
 
-def optimizer_section(optimizer, default: bool) -> str:
+def optimizer_section(optimizer, note: str = "") -> str:
     hyper = {k: v for k, v in optimizer.hyperparameters().items() if v or k not in ("l1", "l2")}
     symbols = {k: _HYPER_TEX.get(k, r"\mathrm{%s}" % text(k)) for k in hyper}
-    values = ", ".join(rf"${symbols[k]} = {v:g}$" for k, v in sorted(hyper.items()))
+    values = ", ".join(rf"${symbols[k]} = {_number(v)}$" for k, v in sorted(hyper.items()))
     intro = (rf"{text(type(optimizer).__name__)} ({values}), applied to every element $w$ of every parameter with "
              r"gradient $g$ at step $t$; the rules run in this order:")
-    if default:
-        intro = (r"No optimizer was given; the rule of \texttt{kernels.train}'s default is shown. " + intro)
+    intro = note + intro
     rows = _optimizer_rows(optimizer)
     return intro + "\n\\begin{align*}\n" + rows + "\n\\end{align*}\n" + (
         "These rules are SymPy expressions: the compiled training step is generated from them.")
+
+
+def _number(v: float) -> str:
+    """A number for math mode: ``1e-08`` prints as ``10^{-8}``."""
+    m, _, e = f"{v:g}".partition("e")
+    if not e:
+        return m
+    power = rf"10^{{{int(e)}}}"
+    return power if m == "1" else rf"{m} \cdot {power}"
 
 
 def _optimizer_rows(optimizer) -> str:

@@ -195,6 +195,15 @@ def test_shell_escape_is_off(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+@needs_tex
+def test_tex_cannot_read_absolute_paths(tmp_path):
+    tex = tmp_path / "read.tex"
+    tex.write_text("\\documentclass{article}\n\\begin{document}\n\\input{/etc/passwd}\n\\end{document}\n")
+    with pytest.raises(build.ReportError) as info:
+        build.compile_pdf(tex)
+    assert "root:" not in str(info.value) and "/etc/passwd" in str(info.value)
+
+
 def test_summarize_log_is_short():
     log = "\n".join(["(./a.tex", *[f"noise {k}" for k in range(500)], "! LaTeX Error: File `missing.sty' not found.",
                      "", "Type X to quit or <RETURN> to proceed,", "l.3 \\usepackage", "           {missing}", "",
