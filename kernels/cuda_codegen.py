@@ -71,7 +71,7 @@ DT = numba.{dt}
 #: threads per block of 1-D kernels, tile width of the matrix product (the simulator runs one
 #: Python thread per CUDA thread: small blocks there, same kernels)
 SIM = bool(numba.config.ENABLE_CUDASIM)
-TPB = 32 if SIM else 256
+TPB = 16 if SIM else 256
 TILE = 4 if SIM else 16
 CS_COLS = 4 if SIM else 32
 CS_ROWS = 4 if SIM else 8
