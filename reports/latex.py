@@ -67,9 +67,18 @@ _SYMBOLS = {"·": r"\ensuremath{\cdot}", "≤": r"\ensuremath{\le}", "≥": r"\e
 _ACCENTS = {"\u0300", "\u0301", "\u0302", "\u0303", "\u0308", "\u0327", "\u030a", "\u030c"}
 
 
+# ASCII that OT1 roman prints as something else (|, quotes) or joins into ligatures (--, ``, !`):
+# typewriter glyphs, so the PDF's text gives back what was typed
+_VERBATIM = {"|": r"{\ttfamily\char124}", "'": r"{\ttfamily\char13}", "`": r"{\ttfamily\char18}",
+             '"': r"{\ttfamily\char34}", "-": "{-}"}
+
+
 def text(value) -> str:
-    """User text, escaped for LaTeX text mode (``|`` too: OT1 roman has no bar glyph)."""
-    return latex_escape(str(value)).replace("|", r"{\ttfamily\char124}")
+    """User text, escaped for LaTeX text mode."""
+    out = latex_escape(str(value))
+    for c, tt in _VERBATIM.items():
+        out = out.replace(c, tt)
+    return out
 
 
 def name(value) -> str:
