@@ -12,7 +12,9 @@ given number of outputs trains on.
 Data come from three places:
 
 * :func:`make` -- deterministic toy problems (``xor``, ``moons``, ``circles``,
-  ``spirals``, ``spirals3``, ``sine``), see :data:`GENERATORS`;
+  ``spirals``, ``spirals3``, ``sine``), see :data:`GENERATORS`, and a synthetic
+  MNIST-sized image problem (``mnist_like``: 784 features, 10 classes), see
+  :data:`IMAGE_GENERATORS`;
 * :func:`load` -- ``.npz`` archives (never unpickled) and ``.csv`` files with a
   header row;
 * :func:`resolve` -- what a command-line ``--data`` argument means: a
@@ -49,6 +51,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "GENERATORS",
+    "IMAGE_GENERATORS",
     "make",
     "load",
     "resolve",
@@ -72,7 +75,7 @@ class DataError(ValueError):
     ...     make("nope")
     ... except DataError as exc:
     ...     print(exc)
-    unknown dataset generator 'nope'; known generators: circles, moons, sine, spirals, spirals3, xor
+    unknown dataset generator 'nope'; known generators: circles, mnist_like, moons, sine, spirals, spirals3, xor
     """
 
 
@@ -461,6 +464,45 @@ def _sine(*, n_samples: int = 512, noise: float | None = None, seed: int = 0) ->
     return Dataset(x, y, "regression", 0, "sine")
 
 
+def _box_blur(images: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over a ``(2 radius + 1)``-wide square around each pixel of ``(k, h, w)`` images (edges wrap)."""
+    out = images.copy()
+    for axis in (1, 2):
+        acc = np.zeros_like(out)
+        for shift in range(-radius, radius + 1):
+            acc += np.roll(out, shift, axis=axis)
+        out = acc / (2 * radius + 1)
+    return out
+
+
+def _mnist_like(*, n_samples: int = 512, noise: float | None = None, seed: int = 0) -> Dataset:
+    """Synthetic 28x28 "digits": 784 features in ``[0, 1]``, 10 classes.
+
+    Each class has a prototype: a blurred random image (values rescaled to ``[0, 1]``, drawn
+    from ``seed``) on a 32x32 canvas. An example is its class prototype cropped at a random
+    offset of up to 4 pixels in each direction (so examples of a class differ by shifts), plus
+    Gaussian noise of std ``noise`` (default 0.3), clipped to ``[0, 1]`` and flattened row by
+    row. The same sizes as MNIST, for benchmarks and the ``examples/mnist_like.toml`` network;
+    not a substitute for real data.
+    """
+    n, noise, rng = _check_args("mnist_like", n_samples, noise, 0.3, seed)
+    side, margin, k = 28, 4, 10
+    protos = _box_blur(rng.random((k, side + margin, side + margin)), 3)
+    lo = protos.min(axis=(1, 2), keepdims=True)
+    hi = protos.max(axis=(1, 2), keepdims=True)
+    protos = (protos - lo) / (hi - lo)
+    Xs, ys = [], []
+    pixels = np.arange(side)
+    for label, m in enumerate(_counts(n, k)):
+        dy, dx = rng.integers(0, margin + 1, (2, m))
+        rows = (dy[:, None] + pixels)[:, :, None]
+        cols = (dx[:, None] + pixels)[:, None, :]
+        images = protos[label][rows, cols] + noise * rng.standard_normal((m, side, side))
+        Xs.append(np.clip(images, 0.0, 1.0).reshape(m, side * side))
+        ys.append(np.full(m, label, dtype=np.int64))
+    return _finish("mnist_like", rng, Xs, ys, k)
+
+
 #: Generator name -> ``generator(n_samples=..., noise=..., seed=...) -> Dataset``.
 #: ``noise=None`` means the generator's default noise level.
 GENERATORS: dict[str, Callable[..., Dataset]] = {
@@ -471,6 +513,22 @@ GENERATORS: dict[str, Callable[..., Dataset]] = {
     "spirals3": _spirals3,
     "sine": _sine,
 }
+
+#: Generators of image-sized problems (not 2-D toys): the same interface as :data:`GENERATORS`,
+#: known to :func:`make` and :func:`resolve` too.
+IMAGE_GENERATORS: dict[str, Callable[..., Dataset]] = {
+    "mnist_like": _mnist_like,
+}
+
+
+def _generator(key) -> Callable[..., Dataset] | None:
+    if not isinstance(key, str):
+        return None
+    return GENERATORS.get(key) or IMAGE_GENERATORS.get(key)
+
+
+def _known() -> str:
+    return ", ".join(sorted({**GENERATORS, **IMAGE_GENERATORS}))
 
 
 def make(name: str, n_samples: int = 512, noise: float | None = None, seed: int = 0) -> Dataset:
@@ -487,7 +545,9 @@ def make(name: str, n_samples: int = 512, noise: float | None = None, seed: int 
         * ``"circles"`` -- two concentric circles (radii 1.5 and 0.75), 2 classes;
         * ``"spirals"`` / ``"spirals3"`` -- 2 / 3 interleaved spirals;
         * ``"sine"`` -- regression, ``y = sin(x) + noise``, ``x`` in
-          ``[-pi, pi]``; ``X`` and ``y`` are ``(n, 1)``.
+          ``[-pi, pi]``; ``X`` and ``y`` are ``(n, 1)``;
+        * ``"mnist_like"`` -- 784 features (28x28 synthetic images in
+          ``[0, 1]``), 10 classes (:data:`IMAGE_GENERATORS`).
     n_samples : int, default 512
         Number of rows.  Classes get counts differing by at most one.
     noise : float or None, default None
@@ -515,14 +575,14 @@ def make(name: str, n_samples: int = 512, noise: float | None = None, seed: int 
     ((30, 2), 3, [10, 10, 10])
     >>> make("sine", n_samples=5).y.shape
     (5, 1)
+    >>> ds = make("mnist_like", n_samples=20)
+    >>> ds.X.shape, ds.n_classes, bool(ds.X.min() >= 0 and ds.X.max() <= 1)
+    ((20, 784), 10, True)
     """
     key = name.strip().lower() if isinstance(name, str) else name
-    gen = GENERATORS.get(key) if isinstance(key, str) else None
+    gen = _generator(key)
     if gen is None:
-        raise DataError(
-            f"unknown dataset generator {_short_repr(name)}; known generators: "
-            + ", ".join(sorted(GENERATORS))
-        )
+        raise DataError(f"unknown dataset generator {_short_repr(name)}; known generators: {_known()}")
     return gen(n_samples=n_samples, noise=noise, seed=seed)
 
 
@@ -828,19 +888,19 @@ def resolve(spec: str, n_samples: int = 512, seed: int = 0) -> Dataset:
     >>> resolve("mooons")
     Traceback (most recent call last):
     ...
-    kernels.data.DataError: unknown dataset 'mooons': not a generator (circles, moons, sine, spirals, spirals3, xor) and not a .npz or .csv file
+    kernels.data.DataError: unknown dataset 'mooons': not a generator (circles, mnist_like, moons, sine, spirals, spirals3, xor) and not a .npz or .csv file
     """
     if isinstance(spec, os.PathLike):
         return load(spec)
     if not isinstance(spec, str):
         raise DataError(f"dataset spec must be a str, not {type(spec).__name__}")
     key = spec.strip().lower()
-    if key in GENERATORS:
+    if _generator(key) is not None:
         return make(key, n_samples=n_samples, seed=seed)
     ext = os.path.splitext(spec)[1].lower()
     if ext not in _EXTENSIONS and not os.path.exists(spec):
         raise DataError(
-            f"unknown dataset {_short_repr(spec)}: not a generator ({', '.join(sorted(GENERATORS))}) "
+            f"unknown dataset {_short_repr(spec)}: not a generator ({_known()}) "
             f"and not a .npz or .csv file"
         )
     return load(spec)

@@ -152,3 +152,11 @@ def test_python_dash_m_check_spec_bad():
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert len(proc.stderr.splitlines()) == 1 and "node 'y'" in proc.stderr
+
+
+def test_train_mnist_like_example_on_cpu(capsys):
+    code, out, err = run(capsys, "train", str(EX / "mnist_like.toml"), "--data", "mnist_like", "--backend", "cpu",
+                         "--epochs", "1", "--samples", "64", "--batch-size", "32", "--dtype", "float32",
+                         "--lr", "0.001", "--no-progress")
+    assert code == 0, out + err
+    assert "training 'mnist_like' on mnist_like (64 rows)" in out and "epoch 1/1: loss " in out

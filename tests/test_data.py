@@ -668,3 +668,38 @@ def test_module_imports_only_numpy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == ""
+
+
+# ---------------------------------------------------------------------------
+# mnist_like: the image-sized generator (IMAGE_GENERATORS)
+# ---------------------------------------------------------------------------
+
+
+def test_mnist_like_shapes_range_and_balance():
+    from kernels.data import IMAGE_GENERATORS
+
+    assert set(IMAGE_GENERATORS) == {"mnist_like"} and not set(IMAGE_GENERATORS) & set(GENERATORS)
+    ds = make("mnist_like", n_samples=203, seed=4)
+    assert (ds.name, ds.task, ds.n_features, ds.n_classes) == ("mnist_like", "classification", 784, 10)
+    assert ds.X.dtype == np.float64 and ds.X.flags.c_contiguous and ds.y.dtype == np.int64
+    assert ds.X.min() >= 0.0 and ds.X.max() <= 1.0 and 0.2 < ds.X.mean() < 0.8
+    counts = np.bincount(ds.y, minlength=10)
+    assert counts.sum() == 203 and counts.max() - counts.min() <= 1
+    assert ds.targets(10).shape == (203, 10)
+
+
+def test_mnist_like_deterministic_and_resolvable():
+    a, b = make("mnist_like", n_samples=30, seed=1), resolve("MNIST_like", n_samples=30, seed=1)
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert not np.array_equal(a.X, make("mnist_like", n_samples=30, seed=2).X)
+    raises_one_line(make, "mnist_like", match="mnist_like: noise must be a finite number >= 0", noise=-1.0)
+    assert "mnist_like" in raises_one_line(resolve, "mnistlike", match="unknown dataset 'mnistlike'")
+
+
+def test_mnist_like_classes_are_separable():
+    """Examples are nearer their own class mean than any other (the data can be learned)."""
+    ds = make("mnist_like", n_samples=400, seed=0)
+    means = np.stack([ds.X[ds.y == c].mean(axis=0) for c in range(10)])
+    nearest = np.argmin(((ds.X[:, None, :] - means[None]) ** 2).sum(axis=2), axis=1)
+    assert (nearest == ds.y).mean() > 0.9
