@@ -264,7 +264,7 @@ def test_trained_report_has_curves_boundary_and_table(trained):
     assert [p.name for p in rep.figures] == ["activation-1.pdf", "training.pdf", "decision.pdf"]
     tex = rep.tex.read_text()
     for needle in (r"\section{Training}", r"\section{Gradient verification}", "{figures/training.pdf}",
-                   "{figures/decision.pdf}", "finite-diff", "symbolic", "All gradients agree within tolerance."):
+                   "{figures/decision.pdf}", latex_text("finite-diff"), "symbolic", "All gradients agree within tolerance."):
         assert needle in tex, needle
     assert tex.index(r"\section{Training}") < tex.index(r"\section{Gradient verification}")
     assert tex.count(r" & ok \\") == len(result.rows)
