@@ -263,6 +263,9 @@ class SympropLatexPrinter(_Names, LatexPrinter):
     def _print_Heaviside(self, e, exp=None):
         return rf"H\left({self._print(e.args[0])}\right)"
 
+    def _print_NumberSymbol(self, e):  # pi, GoldenRatio, ...: their own _latex (printmethod skips it)
+        return e._latex(self)
+
     def _print_Softmax(self, e):
         base = self._print(e.args[0])
         if self.elementwise:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from derive.printing import latex_escape, latex_sides
+from derive.printing import SympropLatexPrinter, latex_escape, latex_sides
 
 __all__ = ["text", "name", "document", "Figure", "graph_tikz", "node_table", "PREAMBLE"]
 
@@ -141,17 +141,20 @@ def parameter_count(bp, v) -> int:
 
 def _columns(bp) -> dict[str, int]:
     """Drawing column of each node: its longest path from an input; parameters and targets one
-    column left of their first consumer."""
+    column left of their first consumer; penalties next to the loss."""
     g = bp.graph
     col: dict[str, int] = {}
     leaves = {v for v in bp.info.order if g.nodes[v]["op"] in ("parameter", "target")}
+    penalties = {v for v in bp.info.order if g.nodes[v]["op"] == "penalty"}
     for v in bp.info.order:
-        if v in leaves:
+        if v in leaves or v in penalties:
             continue
         preds = [u for u in g.predecessors(v) if u not in leaves]
         col[v] = 1 + max((col[u] for u in preds), default=-1)
+    for v in penalties:
+        col[v] = col.get(bp.info.loss, 1)
     for v in leaves:
-        consumers = [col[w] for w in g.successors(v) if w in col]
+        consumers = [col[w] for w in g.successors(v) if w in col and w not in penalties]
         col[v] = max(0, min(consumers, default=1) - 1)
     return col
 
@@ -340,10 +343,11 @@ def activation_caption(bp, nodes: list[str], deriv) -> str:
     fn = bp.graph.nodes[nodes[0]].get("function")
     label = text(fn) if isinstance(fn, str) else "formula"
     users = ", ".join(name(v) for v in nodes)
-    cap = (rf"Activation {label} (used by {users}): $f(x) = {sp.latex(deriv.function)}$ and the derived "
-           rf"$f'(x) = {sp.latex(deriv.in_input)}$")
+    tex = SympropLatexPrinter().doprint
+    cap = (rf"Activation {label} (used by {users}): $f(x) = {tex(deriv.function)}$ and the derived "
+           rf"$f'(x) = {tex(deriv.in_input)}$")
     if deriv.through_output is not None:
-        cap += rf", through the output $y = f(x)$: $f' = {sp.latex(deriv.through_output)}$"
+        cap += rf", through the output $y = f(x)$: $f' = {tex(deriv.through_output)}$"
     return cap + "."
 
 

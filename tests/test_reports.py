@@ -134,6 +134,30 @@ def test_pdf_is_reproducible(tmp_path, mlp_report):
     assert again.read_bytes() == mlp_report.pdf.read_bytes()
 
 
+VARIANTS = {
+    "classifier": lambda: derive.load(EX / "classifier.toml"),
+    "mish": lambda: derive.load(EX / "mish.toml"),
+    "gelu-penalty": lambda: derive.mlp([3, 4, 2], activation="gelu", loss="softmax_cross_entropy", penalty="l2"),
+    "softmax-node": lambda: derive.Builder("sm").input("x", 3).dense(4, activation="elu").dense(3).softmax()
+    .loss("mse").build(),
+    "step-mae": lambda: derive.mlp([2, 3, 1], activation="step", loss="mae"),
+    "formula-loss": lambda: derive.mlp([2, 3, 3, 1], activation="softsign", loss="(y-t)**4/4", output_activation="sigmoid"),
+}
+
+
+@needs_pdf_tools
+@pytest.mark.parametrize("kind", sorted(VARIANTS))
+def test_reports_compile_for_every_kind_of_network(tmp_path, kind):
+    result = reports.write(VARIANTS[kind](), tmp_path / f"{kind}.pdf", pdf=True)
+    txt = pdf_text(result.pdf)
+    assert "Layer recursion" in txt and "Activations and their derived derivatives" in txt
+    if kind == "gelu-penalty":
+        assert "π" in txt and "penalty l2" in txt   # sqrt(pi) of gelu', printed as a symbol
+    if kind == "step-mae":
+        assert squash("no gradient flows through a step") in squash(txt)
+        assert "H(x)" in squash(txt)  # the step printed as derive prints Heaviside
+
+
 # --- escaping --------------------------------------------------------------------------------------
 
 def hostile_net():
