@@ -173,11 +173,11 @@ class CudaModel(CompiledModel):
             for p, d in zip(sig.parameters, dparams):
                 ws[mod.PARAMETERS[p]] = d
             k = len(slots)
-            updates = []   # flat (parameter, gradient, state slots...) and the launch grid
+            updates = []   # (blocks, flat [parameter, gradient, state slots...])
             for q, p in enumerate(sig.parameters):
                 flat = [dparams[q], ws[mod.GRADIENTS[p]], *dstate[q * k:(q + 1) * k]]
                 flat = [d.reshape(d.size) for d in flat]
-                updates.append((opt.update[mod._blocks(flat[0].size), mod.TPB], flat))
+                updates.append((mod._blocks(flat[0].size), flat))
             stop = cuda.to_device(np.zeros(1, dtype=np.int64))
             losses = cuda.to_device(np.full(n_batches, np.nan))
             with _quiet():
@@ -187,8 +187,10 @@ class CudaModel(CompiledModel):
                     mod.gather(N, start, dX, dT, dorder, stop, ws)
                     mod.forward_backward(N, b, stop, losses, ws)
                     scalars = opt.scalars(hyper, int(step0) + b + 1)
-                    for launch, flat in updates:
-                        launch(*flat, *scalars, stop)
+                    for blocks, flat in updates:
+                        # configured at each launch: the simulator's kernel[grid, block] sets
+                        # the configuration on the kernel object itself (a cached one is shared)
+                        opt.update[blocks, mod.TPB](*flat, *scalars, stop)
                     if (b + 1) % CHECK_EVERY == 0 and b + 1 < n_batches and stop.copy_to_host()[0]:
                         break
             for d, a in zip(dparams + dstate, params + arrays):

@@ -20,7 +20,7 @@ TOL = {"float64": 1e-10, "float32": 1e-4}
 
 NETS = {
     "tanh-mse-l2": lambda: derive.mlp([3, 4, 2], activation="tanh", loss="mse", penalty="l2", weight=0.01),
-    "relu-sce": lambda: derive.mlp([3, 5, 3], activation="relu", loss="softmax_cross_entropy"),
+    "relu-sce": lambda: derive.mlp([4, 6, 3], activation="relu", loss="softmax_cross_entropy"),
     "leaky-sce": lambda: derive.load("examples/classifier.toml"),
     "sigmoid-bce": lambda: derive.mlp([2, 3, 1], activation="sigmoid", loss="bce"),
     "mish-bce-logits": lambda: derive.mlp([3, 4, 1], activation="x*tanh(log(1+exp(x)))", loss="bce_logits"),
@@ -119,24 +119,26 @@ def test_tiled_matrix_product(ta, tb):
 OPTS = {"adam": Adam(lr=0.01, l2=0.01), "momentum": SGD(lr=0.05, momentum=0.9, nesterov=True, l1=0.001)}
 
 
-@pytest.mark.parametrize("key,dtype", [("tanh-mse-l2", "float64"), ("relu-sce", "float32")])
+# relu-sce: more parameters (24) and a larger batch (18) than the simulator's 16 threads a block
+@pytest.mark.parametrize("key,dtype,batch", [("tanh-mse-l2", "float64", 4), ("relu-sce", "float32", 18)])
 @pytest.mark.parametrize("opt", list(OPTS))
-def test_epoch_equals_cpu_epoch(key, dtype, opt):
+def test_epoch_equals_cpu_epoch(key, dtype, batch, opt):
     optimizer = OPTS[opt]
     cpu, gpu = models(key, dtype)
-    X, T = data(cpu, 11, seed=3)
-    order = np.random.default_rng(4).permutation(11)
+    rows = 13 if batch < 13 else batch + 5
+    X, T = data(cpu, rows, seed=3)
+    order = np.random.default_rng(4).permutation(rows)
     start = {p: v.copy() for p, v in cpu.parameters.items()}
     results = []
     for model in (cpu, gpu):
         model.parameters = {p: v.copy() for p, v in start.items()}
         state = model.init_state(optimizer)
         held = {p: model.parameters[p] for p in model.parameters}
-        losses, done = model.epoch_function(optimizer)(X, T, order, 4, state, 5)
+        losses, done = model.epoch_function(optimizer)(X, T, order, batch, state, 5)
         assert all(model.parameters[p] is held[p] for p in held)   # updated in place
         results.append((losses, done, model.parameters, state))
     (l1, d1, p1, s1), (l2, d2, p2, s2) = results
-    assert d1 == d2 == 3
+    assert d1 == d2 == -(-rows // batch)
     close(l1, l2, dtype, f"{key} {opt} epoch losses")
     for p in p1:
         close(p1[p], p2[p], dtype, f"{key} {opt} parameter {p} after the epoch")
