@@ -73,6 +73,7 @@ DT = numba.{dt}
 SIM = bool(numba.config.ENABLE_CUDASIM)
 TPB = 16 if SIM else 256
 TILE = 4 if SIM else 16
+TILE1 = TILE + 1   # padded tile rows (a constant: shared array shapes must be)
 CS_COLS = 4 if SIM else 32
 CS_ROWS = 4 if SIM else 8
 
@@ -88,8 +89,8 @@ GEMM = '''\
 # Shared-memory tiles of TILE x TILE; loads coalesced along threadIdx.x in all four layouts.
 @cuda.jit
 def _gemm(M, P, K, A, ta, B, tb, C, alpha, beta, bias, has_bias):
-    sA = cuda.shared.array((TILE, TILE + 1), DT)   # sA[r, k] = op(A)[row0 + r, k0 + k]
-    sB = cuda.shared.array((TILE, TILE + 1), DT)   # sB[k, c] = op(B)[k0 + k, col0 + c]
+    sA = cuda.shared.array((TILE, TILE1), DT)   # sA[r, k] = op(A)[row0 + r, k0 + k]
+    sB = cuda.shared.array((TILE, TILE1), DT)   # sB[k, c] = op(B)[k0 + k, col0 + c]
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     row0 = cuda.blockIdx.y * TILE

@@ -11,12 +11,14 @@ simulated test's own report. The rest (code generation, the messages without a G
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import derive
@@ -43,7 +45,8 @@ def simulated(tmp_path_factory):
         pytest.fail("numba-cuda is not installed (it is in the test extras: pip install -e '.[test]')")
     base = tmp_path_factory.mktemp("cuda-sim")
     report = base / "report.xml"
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "PYTHONPATH": str(ROOT),
+           "SYMPROP_CUDA_SIGNATURES": str(base / "signatures.json")}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
            f"--basetemp={base / 'tmp'}", f"--junitxml={report}", str(SIM)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=540)
@@ -60,6 +63,8 @@ def simulated(tmp_path_factory):
             elif child.tag == "skipped":
                 outcome, message = "skipped", child.get("message") or ""
         results.setdefault(f"{module}::{name.split('[')[0]}", []).append((name, outcome, message))
+    signatures = base / "signatures.json"
+    results["signatures"] = json.loads(signatures.read_text(encoding="utf-8")) if signatures.exists() else []
     return results
 
 
@@ -73,6 +78,53 @@ def test_simulated(simulated, name):
     if bad:
         pytest.fail("\n\n".join(f"{case}: {outcome} under the CUDA simulator\n{message[-3000:]}"
                                 for case, outcome, message in bad), pytrace=False)
+
+
+def test_simulated_kernels_compile_for_a_gpu(simulated, monkeypatch):
+    """Every kernel the simulator launched, compiled to PTX for sm_90 with the argument types
+    it was launched with: the real CUDA compiler's typing, which the simulator skips. Needs
+    NVVM (pip packages nvidia-cuda-nvcc-cu12 and nvidia-cuda-nvrtc-cu12, in the test extras on
+    Linux), not a GPU."""
+    import importlib.util
+    import types as pytypes
+
+    import numba
+    import numba.cuda.api
+    import numba.cuda.dispatcher
+    from numba import cuda, types
+
+    def trivial(a):
+        a[0] = 1.0
+
+    try:
+        cuda.compile_ptx(trivial, (types.float64[:],), cc=(9, 0))
+    except Exception as e:  # NVVM/NVRTC missing: not installable everywhere
+        pytest.skip(f"no CUDA compiler libraries to compile PTX with ({type(e).__name__}): "
+                    f"pip install nvidia-cuda-nvcc-cu12 nvidia-cuda-nvrtc-cu12")
+    # device functions are compiled for the current device's compute capability: pretend one
+    device = lambda: pytypes.SimpleNamespace(compute_capability=(9, 0))  # noqa: E731
+    monkeypatch.setattr(numba.cuda.api, "get_current_device", device)
+    monkeypatch.setattr(numba.cuda.dispatcher, "get_current_device", device)
+
+    def numba_type(d):
+        if d[0] == "array":
+            return types.Array(numba.from_dtype(np.dtype(d[1])), d[2], d[3])
+        return getattr(types, d[0])
+
+    signatures = simulated["signatures"]
+    assert len(signatures) > 30, "the simulator run recorded too few kernel launches"
+    modules, failures = {}, []
+    for path, name, args in signatures:
+        if path not in modules:
+            spec = importlib.util.spec_from_file_location(f"_ptx_check_{len(modules)}", path)
+            modules[path] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(modules[path])
+        kernel = getattr(modules[path], name)
+        try:
+            cuda.compile_ptx(kernel.py_func, tuple(numba_type(a) for a in args), cc=(9, 0))
+        except Exception as e:
+            failures.append(f"{name}{tuple(args)} in {path}:\n{str(e)[:1500]}")
+    assert not failures, f"{len(failures)} of {len(signatures)} kernels do not compile:\n\n" + "\n\n".join(failures[:5])
 
 
 # --- code generation (no GPU, no simulator needed) --------------------------------------------
