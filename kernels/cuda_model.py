@@ -145,7 +145,8 @@ class CudaModel(CompiledModel):
         key = (epoch.optimizer_key(optimizer), "cuda")
         module = self._epoch_kernels.get(key)
         if module is None:
-            module = cache.load(cuda_codegen.generate_optimizer(optimizer, self.dtype.name))
+            sizes = [int(np.prod(self.shapes[p])) for p in self.signature.parameters]
+            module = cache.load(cuda_codegen.generate_optimizer(optimizer, self.dtype.name, sizes))
             self._epoch_kernels[key] = module
         return module
 
@@ -173,11 +174,10 @@ class CudaModel(CompiledModel):
             for p, d in zip(sig.parameters, dparams):
                 ws[mod.PARAMETERS[p]] = d
             k = len(slots)
-            updates = []   # (blocks, flat [parameter, gradient, state slots...])
+            flat = []   # for every parameter: itself, its gradient, its state slots; flat views
             for q, p in enumerate(sig.parameters):
-                flat = [dparams[q], ws[mod.GRADIENTS[p]], *dstate[q * k:(q + 1) * k]]
-                flat = [d.reshape(d.size) for d in flat]
-                updates.append((mod._blocks(flat[0].size), flat))
+                flat += [d.reshape(d.size) for d in (dparams[q], ws[mod.GRADIENTS[p]], *dstate[q * k:(q + 1) * k])]
+            blocks = mod._blocks(sum(opt.SIZES))
             stop = cuda.to_device(np.zeros(1, dtype=np.int64))
             losses = cuda.to_device(np.full(n_batches, np.nan))
             with _quiet():
@@ -187,10 +187,9 @@ class CudaModel(CompiledModel):
                     mod.gather(N, start, dX, dT, dorder, stop, ws)
                     mod.forward_backward(N, b, stop, losses, ws)
                     scalars = opt.scalars(hyper, int(step0) + b + 1)
-                    for blocks, flat in updates:
-                        # configured at each launch: the simulator's kernel[grid, block] sets
-                        # the configuration on the kernel object itself (a cached one is shared)
-                        opt.update[blocks, mod.TPB](*flat, *scalars, stop)
+                    # configured at each launch: the simulator's kernel[grid, block] sets the
+                    # configuration on the kernel object itself (a kept one would be shared)
+                    opt.update[blocks, mod.TPB](*flat, *scalars, stop)
                     if (b + 1) % CHECK_EVERY == 0 and b + 1 < n_batches and stop.copy_to_host()[0]:
                         break
             for d, a in zip(dparams + dstate, params + arrays):

@@ -157,9 +157,10 @@ def test_generated_optimizer_from_its_rules():
     from kernels.cuda_codegen import generate_optimizer
     from kernels.optim import SGD
 
-    src = generate_optimizer(SGD(lr=0.1, momentum=0.9), "float32")
+    src = generate_optimizer(SGD(lr=0.1, momentum=0.9), "float32", sizes=(12, 4))
     compile(src, "<cuda optimizer>", "exec")
-    assert "# buf ← " in src and "def update(o_w_f, o_g_f, o_buf_f," in src
+    assert "# buf ← " in src and "def update(p0_w, p0_g, p0_buf, p1_w, p1_g, p1_buf," in src
+    assert "elif e < 16:" in src and "e -= 12" in src   # one launch for both parameters
     assert "np.float32(" in src
 
 
