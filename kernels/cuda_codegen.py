@@ -9,8 +9,9 @@ same stabilising rewrites and the same loop emitter), but every statement become
   per element (all indices of the statement); with one (a row max, ``Σ_l exp``), one thread per
   row (its first index), the row's reductions computed once and the remaining indices looped.
 * ``matrix`` equations: products ``x·Wᵀ``, ``G·W``, ``Gᵀ·X`` are one generic shared-memory
-  tiled matrix product (:data:`GEMM`, transpose flags, ``C = α·op(A)·op(B) + β·C``, an optional
-  bias row, so ``x·Wᵀ + 𝟙·bᵀ`` is one launch); ``Gᵀ·𝟙`` (a bias gradient ``Σₙ G``) is a column
+  tiled matrix product (:data:`GEMM`: transpose flags, ``C = α·op(A)·op(B) + β·C``, an optional
+  bias row, so ``x·Wᵀ + 𝟙·bᵀ`` is one launch; 32x32 tiles of C, 2x2 elements a thread; a
+  hand-written kernel rather than cuBLAS, which numba-cuda does not bind); ``Gᵀ·𝟙`` (a bias gradient ``Σₙ G``) is a column
   sum, one thread block per 32 columns with a shared-memory reduction over rows.
 * ``scalar`` equations (the loss, penalties): every outermost ``Σ`` becomes a reduction kernel
   (one thread per term, a block-wise tree sum in shared memory into one float64 partial sum per
@@ -26,7 +27,7 @@ same stabilising rewrites and the same loop emitter), but every statement become
 Host-side functions in the generated module launch the kernels in order (``forward_backward``,
 ``gather``) and allocate the device workspace (``workspace(N)``: every intermediate sized for a
 batch of ``N`` rows; a smaller batch uses the first rows, the kernels get ``N``). The launch
-geometry (threads per block :data:`TPB`, the tile width) is read when the module is imported:
+geometry (threads per block ``TPB``, the matrix product's tiles) is read when the module is imported:
 smaller blocks under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which runs every CUDA
 thread as a Python thread; the kernel text is the same.
 
@@ -73,8 +74,12 @@ DT = numba.{dt}
 #: Python thread per CUDA thread: small blocks there, same kernels)
 SIM = bool(numba.config.ENABLE_CUDASIM)
 TPB = 16 if SIM else 256
-TILE = 4 if SIM else 16
-TILE1 = TILE + 1   # padded tile rows (a constant: shared array shapes must be)
+# the matrix product's tiles (block BM x BN of C, BK of K; TM x TN elements a thread); constants,
+# as shared and local array shapes must be (not tuned on a GPU yet)
+BM, BN, BK, TM, TN = (8, 8, 4, 2, 2) if SIM else (32, 32, 16, 2, 2)
+TX, TY = BN // TN, BM // TM
+NT = TX * TY
+BMP, BNP = BM + 1, BN + 1
 CS_COLS = 4 if SIM else 32
 CS_ROWS = 4 if SIM else 8
 
@@ -87,52 +92,70 @@ def _blocks(n):
 GEMM = '''\
 # C[M, P] = alpha * op(A) @ op(B) + beta * C (+ bias[j] on every row when has_bias);
 # op(A) is A (M, K), or A.T for ta (A stored (K, M)); op(B) is B (K, P), or B.T for tb (B (P, K)).
-# Shared-memory tiles of TILE x TILE; loads coalesced along threadIdx.x in all four layouts.
+# A block computes a BM x BN tile of C with TX x TY threads, TM x TN elements each (rows
+# ty + i*TY, columns tx + j*TX of the tile: shared-memory reads without bank conflicts, coalesced
+# writes); K advances BK at a time through shared memory, every load coalesced along the
+# stored rows of A and B whatever the transposes (tiles padded by one column against conflicts).
 @cuda.jit
 def _gemm(M, P, K, A, ta, B, tb, C, alpha, beta, bias, has_bias):
-    sA = cuda.shared.array((TILE, TILE1), DT)   # sA[r, k] = op(A)[row0 + r, k0 + k]
-    sB = cuda.shared.array((TILE, TILE1), DT)   # sB[k, c] = op(B)[k0 + k, col0 + c]
+    sA = cuda.shared.array((BK, BMP), DT)   # sA[k, r] = op(A)[row0 + r, k0 + k]
+    sB = cuda.shared.array((BK, BNP), DT)   # sB[k, c] = op(B)[k0 + k, col0 + c]
+    acc = cuda.local.array((TM, TN), DT)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
-    row0 = cuda.blockIdx.y * TILE
-    col0 = cuda.blockIdx.x * TILE
-    acc = DT(0.0)
-    for k0 in range(0, K, TILE):
-        if ta:
-            r = row0 + tx
-            k = k0 + ty
-            sA[tx, ty] = A[k, r] if (r < M and k < K) else DT(0.0)
-        else:
-            r = row0 + ty
-            k = k0 + tx
-            sA[ty, tx] = A[r, k] if (r < M and k < K) else DT(0.0)
-        if tb:
-            c = col0 + ty
-            k = k0 + tx
-            sB[tx, ty] = B[c, k] if (c < P and k < K) else DT(0.0)
-        else:
-            c = col0 + tx
-            k = k0 + ty
-            sB[ty, tx] = B[k, c] if (c < P and k < K) else DT(0.0)
+    tid = ty * TX + tx
+    row0 = cuda.blockIdx.y * BM
+    col0 = cuda.blockIdx.x * BN
+    for i in range(TM):
+        for j in range(TN):
+            acc[i, j] = DT(0.0)
+    for k0 in range(0, K, BK):
+        for q in range(tid, BM * BK, NT):
+            if ta:
+                k = q // BM
+                r = q - k * BM
+            else:
+                r = q // BK
+                k = q - r * BK
+            if row0 + r < M and k0 + k < K:
+                sA[k, r] = A[k0 + k, row0 + r] if ta else A[row0 + r, k0 + k]
+            else:
+                sA[k, r] = DT(0.0)
+        for q in range(tid, BN * BK, NT):
+            if tb:
+                c = q // BK
+                k = q - c * BK
+            else:
+                k = q // BN
+                c = q - k * BN
+            if col0 + c < P and k0 + k < K:
+                sB[k, c] = B[col0 + c, k0 + k] if tb else B[k0 + k, col0 + c]
+            else:
+                sB[k, c] = DT(0.0)
         cuda.syncthreads()
-        for q in range(TILE):
-            acc += sA[ty, q] * sB[q, tx]
+        for k in range(BK):
+            for i in range(TM):
+                a = sA[k, ty + i * TY]
+                for j in range(TN):
+                    acc[i, j] += a * sB[k, tx + j * TX]
         cuda.syncthreads()
-    r = row0 + ty
-    c = col0 + tx
-    if r < M and c < P:
-        value = alpha * acc
-        if beta != 0:
-            value += beta * C[r, c]
-        if has_bias:
-            value += bias[c]
-        C[r, c] = value
+    for i in range(TM):
+        r = row0 + ty + i * TY
+        for j in range(TN):
+            c = col0 + tx + j * TX
+            if r < M and c < P:
+                value = alpha * acc[i, j]
+                if beta != 0:
+                    value += beta * C[r, c]
+                if has_bias:
+                    value += bias[c]
+                C[r, c] = value
 
 
 def _launch_gemm(M, P, K, A, ta, B, tb, C, alpha, beta, bias=None):
-    grid = ((P + TILE - 1) // TILE, (M + TILE - 1) // TILE)
+    grid = ((P + BN - 1) // BN, (M + BM - 1) // BM)
     has_bias = bias is not None
-    _gemm[grid, (TILE, TILE)](M, P, K, A, ta, B, tb, C, DTYPE(alpha), DTYPE(beta),
+    _gemm[grid, (TX, TY)](M, P, K, A, ta, B, tb, C, DTYPE(alpha), DTYPE(beta),
                               bias if has_bias else C[0], has_bias)
 
 

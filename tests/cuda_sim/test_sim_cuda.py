@@ -105,7 +105,7 @@ def test_tiled_matrix_product(ta, tb):
     _, gpu = models("tanh-mse-l2", "float64")
     mod = gpu.module
     rng = np.random.default_rng(int(ta) * 2 + int(tb))
-    M, P, K = mod.TILE + 3, 2 * mod.TILE + 1, mod.TILE + 2
+    M, P, K = mod.BM + 3, 2 * mod.BN + 1, 2 * mod.BK + 3
     A = rng.normal(size=(K, M) if ta else (M, K))
     B = rng.normal(size=(P, K) if tb else (K, P))
     C = rng.normal(size=(M, P))
