@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_step import best_of  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 ROWS = 8192
 TOL = {"float64": 1e-10, "float32": 1e-4}
@@ -78,15 +79,6 @@ def correctness(net, sizes, rows) -> bool:
         print(f"  {dtype}: worst relative difference {errs[worst]:.2e} ({worst}), tolerance {TOL[dtype]:g}: "
               f"{'ok' if good else 'MISMATCH'}")
     return ok
-
-
-def best_of(fn, repeat) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def symprop_rate(net, backend, X, T, batch, steps, repeat, seed=0) -> float:

@@ -96,6 +96,23 @@ GEMM = '''\
 # ty + i*TY, columns tx + j*TX of the tile: shared-memory reads without bank conflicts, coalesced
 # writes); K advances BK at a time through shared memory, every load coalesced along the
 # stored rows of A and B whatever the transposes (tiles padded by one column against conflicts).
+@cuda.jit(device=True)
+def _load_tile(S, X, kmajor, base, R, BR, k0, K, tid):
+    # S[k, r] = X[k0 + k, base + r] (kmajor: X stored (K, R)), else X[base + r, k0 + k]; zero
+    # outside X; consecutive threads read consecutive addresses in both layouts
+    for q in range(tid, BR * BK, NT):
+        if kmajor:
+            k = q // BR
+            r = q - k * BR
+        else:
+            r = q // BK
+            k = q - r * BK
+        if base + r < R and k0 + k < K:
+            S[k, r] = X[k0 + k, base + r] if kmajor else X[base + r, k0 + k]
+        else:
+            S[k, r] = DT(0.0)
+
+
 @cuda.jit
 def _gemm(M, P, K, A, ta, B, tb, C, alpha, beta, bias, has_bias):
     sA = cuda.shared.array((BK, BMP), DT)   # sA[k, r] = op(A)[row0 + r, k0 + k]
@@ -110,28 +127,8 @@ def _gemm(M, P, K, A, ta, B, tb, C, alpha, beta, bias, has_bias):
         for j in range(TN):
             acc[i, j] = DT(0.0)
     for k0 in range(0, K, BK):
-        for q in range(tid, BM * BK, NT):
-            if ta:
-                k = q // BM
-                r = q - k * BM
-            else:
-                r = q // BK
-                k = q - r * BK
-            if row0 + r < M and k0 + k < K:
-                sA[k, r] = A[k0 + k, row0 + r] if ta else A[row0 + r, k0 + k]
-            else:
-                sA[k, r] = DT(0.0)
-        for q in range(tid, BN * BK, NT):
-            if tb:
-                c = q // BK
-                k = q - c * BK
-            else:
-                k = q // BN
-                c = q - k * BN
-            if col0 + c < P and k0 + k < K:
-                sB[k, c] = B[col0 + c, k0 + k] if tb else B[k0 + k, col0 + c]
-            else:
-                sB[k, c] = DT(0.0)
+        _load_tile(sA, A, ta, row0, M, BM, k0, K, tid)          # op(A) rows
+        _load_tile(sB, B, not tb, col0, P, BN, k0, K, tid)      # op(B) columns
         cuda.syncthreads()
         for k in range(BK):
             for i in range(TM):
