@@ -31,6 +31,9 @@ geometry (threads per block ``TPB``, the matrix product's tiles) is read when th
 smaller blocks under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which runs every CUDA
 thread as a Python thread; the kernel text is the same.
 
+Every kernel is ``@cuda.jit(cache=True)``: Numba keeps the compiled kernels next to the generated
+file, so a second process does not compile them again.
+
 Numerics: accumulators of sums are float64 in both dtypes (as the CPU kernels: Numba types
 ``0.0`` as float64); the matrix product accumulates in the model's dtype (as BLAS does).
 
@@ -96,7 +99,7 @@ GEMM = '''\
 # ty + i*TY, columns tx + j*TX of the tile: shared-memory reads without bank conflicts, coalesced
 # writes); K advances BK at a time through shared memory, every load coalesced along the
 # stored rows of A and B whatever the transposes (tiles padded by one column against conflicts).
-@cuda.jit(device=True)
+@cuda.jit(device=True, cache=True)
 def _load_tile(S, X, kmajor, base, R, BR, k0, K, tid):
     # S[k, r] = X[k0 + k, base + r] (kmajor: X stored (K, R)), else X[base + r, k0 + k]; zero
     # outside X; consecutive threads read consecutive addresses in both layouts
@@ -113,7 +116,7 @@ def _load_tile(S, X, kmajor, base, R, BR, k0, K, tid):
             S[k, r] = DT(0.0)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _gemm(M, P, K, A, ta, B, tb, C, alpha, beta, bias, has_bias):
     sA = cuda.shared.array((BK, BMP), DT)   # sA[k, r] = op(A)[row0 + r, k0 + k]
     sB = cuda.shared.array((BK, BNP), DT)   # sB[k, c] = op(B)[k0 + k, col0 + c]
@@ -158,7 +161,7 @@ def _launch_gemm(M, P, K, A, ta, B, tb, C, alpha, beta, bias=None):
 
 # out[i] = alpha * sum_n G[n, i] + beta * out[i] for n < rows: CS_COLS columns a block, CS_ROWS
 # threads a column summing every CS_ROWS-th row, then a tree sum over those in shared memory
-@cuda.jit
+@cuda.jit(cache=True)
 def _colsum(rows, G, out, alpha, beta):
     sh = cuda.shared.array((CS_ROWS, CS_COLS), numba.float64)
     tx = cuda.threadIdx.x
@@ -188,7 +191,7 @@ def _launch_colsum(rows, G, out, alpha, beta):
 
 
 # C = alpha * A + beta * C, elementwise over the first M rows (a matrix term without a product)
-@cuda.jit
+@cuda.jit(cache=True)
 def _axpy(M, A, C, alpha, beta):
     e = cuda.grid(1)
     if e < M * C.shape[1]:
@@ -200,7 +203,7 @@ def _axpy(M, A, C, alpha, beta):
         C[r, c] = value
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _fill(a, value):
     e = cuda.grid(1)
     if e < a.shape[0]:
@@ -208,7 +211,7 @@ def _fill(a, value):
 
 
 # out[r, :] = X[order[start + r], :] for r < N (does nothing once the epoch has stopped)
-@cuda.jit
+@cuda.jit(cache=True)
 def _gather2(N, start, X, order, out, stop):
     e = cuda.grid(1)
     if stop[0] == 0 and e < N * X.shape[1]:
@@ -216,7 +219,7 @@ def _gather2(N, start, X, order, out, stop):
         out[r, e % X.shape[1]] = X[order[start + r], e % X.shape[1]]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _gather1(N, start, X, order, out, stop):
     r = cuda.grid(1)
     if stop[0] == 0 and r < N:
@@ -226,7 +229,7 @@ def _gather1(N, start, X, order, out, stop):
 
 def _cuda_helpers() -> list[str]:
     """:data:`kernels.codegen.HELPERS` (the stable sigmoid, softplus, ...) as CUDA device functions."""
-    return [("@cuda.jit(device=True)" if line.startswith("@numba.njit") else line) for line in HELPERS]
+    return [("@cuda.jit(device=True, cache=True)" if line.startswith("@numba.njit") else line) for line in HELPERS]
 
 
 def _reduction_sum_ok(red) -> bool:
@@ -275,7 +278,7 @@ class _CudaGenerator(_Generator):
         self.nkernels += 1
         name = f"_k{self.nkernels}_{re.sub(r'[^0-9A-Za-z_]', '_', stem)[:30]}"
         args = ", ".join(["N", *self.arrays_in(body), *extra_args])
-        self.kernels += ["", *self._comment, "@cuda.jit", f"def {name}({args}):",
+        self.kernels += ["", *self._comment, "@cuda.jit(cache=True)", f"def {name}({args}):",
                          *[(_I + line) if line else "" for line in body], ""]
         return name, args
 
@@ -549,7 +552,7 @@ def generate_optimizer(optimizer, dtype="float64", sizes=(1,)) -> str:
              f"{_I}return ({''.join(f'np.{dt}({printer.doprint(e)}), ' for e in hoist.scalars)})",
              "", "",
              "# one thread per element of every parameter; nothing once the epoch has stopped (stop[0] != 0)",
-             "@cuda.jit",
+             "@cuda.jit(cache=True)",
              f"def update({', '.join([*arrays, *consts, 'stop'])}):",
              *[_I + line for line in body]]
     return "\n".join(lines) + "\n"
