@@ -72,7 +72,7 @@ class CompiledModel:
         self.init(seed)
 
     def __repr__(self) -> str:
-        return (f"CompiledModel({self.net.graph.get('name', 'network')!r}, dtype={self.dtype.name}, "
+        return (f"{type(self).__name__}({self.net.graph.get('name', 'network')!r}, dtype={self.dtype.name}, "
                 f"backend={self.backend!r}, parameters={list(self.parameters)})")
 
     def init(self, seed: int = 0) -> dict[str, np.ndarray]:
