@@ -137,6 +137,9 @@ def _maximal_reductions(expr) -> list:
 
 
 #: Scalar helpers every generated module defines (stable forms printed by :class:`KernelPrinter`).
+#: The import lines of every generated CPU module.
+IMPORTS = ("import math", "", "import numba", "import numpy as np")
+
 HELPERS = (
     "@numba.njit(inline=\"always\")",
     "def _heaviside(x, h0):",
@@ -707,10 +710,7 @@ class _Generator:
             "# Every statement is printed from an equation derived by derive.backprop; the equation",
             "# is repeated in the comment above it. Do not edit: the file name is a hash of its content.",
             "",
-            "import math",
-            "",
-            "import numba",
-            "import numpy as np",
+            *IMPORTS,
             "",
             "",
             *HELPERS,

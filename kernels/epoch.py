@@ -76,9 +76,10 @@ import sympy as sp
 
 from derive import symbols as S
 
-from .codegen import DTYPES, HELPERS, KernelPrinter, _Generator, _INDENT, _dtype_name
+from .codegen import DTYPES, HELPERS, IMPORTS, KernelPrinter, _Generator, _INDENT, _dtype_name
 
-__all__ = ["generate_epoch", "optimizer_key", "hyper_names", "hyper_vector", "EPOCH_FUNCTION_NAME",
+__all__ = ["generate_epoch", "optimizer_key", "hyper_names", "hyper_vector", "OptimizerRules",
+           "EPOCH_FUNCTION_NAME",
            "PARALLEL_MIN"]
 
 EPOCH_FUNCTION_NAME = "train_epoch"
@@ -145,6 +146,44 @@ class _Hoister:
         return e.func(*[self(a) for a in e.args], evaluate=False)
 
 
+class OptimizerRules:
+    """An optimizer's update rules renamed for generated code, shared by the CPU epoch and the
+    CUDA update (:mod:`kernels.cuda_codegen`).
+
+    ``rules``: ``(lhs, rhs)`` with the element symbols ``o_w, o_g, o_<slot>``; the subexpressions
+    of the hyperparameters (``h_<name>``) and of the step ``t`` (named ``step``) alone are hoisted
+    into per-step scalars ``_o1, _o2, ...`` (``scalars``: expression -> symbol, in order).
+    ``names``: the hyperparameters in :func:`hyper_names` order.
+
+    >>> from kernels.optim import SGD
+    >>> r = OptimizerRules(SGD(lr=0.1))
+    >>> r.rules, dict(r.scalars)
+    ([(o_w, _o1*o_g + o_w)], {-h_lr: _o1})
+    """
+
+    def __init__(self, optimizer, step: str = "t_step"):
+        self.names = hyper_names(optimizer)
+        hyper = {k: sp.Symbol(f"h_{k}", real=True) for k in self.names}
+        element = {s: sp.Symbol(f"o_{s}", real=True) for s in ("w", "g", *optimizer.state)}
+        tsym = sp.Symbol(step, integer=True)
+
+        def rename(s):
+            if s.name in element:
+                return element[s.name]
+            if s.name in hyper:
+                return hyper[s.name]
+            if s.name == "t":
+                return tsym
+            raise ValueError(f"optimizer {type(optimizer).__name__}: unknown symbol {s} in its rules")
+
+        eqs = optimizer.equations()
+        table = {s: rename(s) for lhs, rhs in eqs for s in {lhs} | rhs.free_symbols}
+        hoist = _Hoister(set(hyper.values()) | {tsym})
+        self.rules = [(table[lhs], hoist(rhs.xreplace(table))) for lhs, rhs in eqs]
+        self.scalars = hoist.scalars
+        self.pretty = optimizer.pretty().splitlines()
+
+
 class _EpochGenerator(_Generator):
     def __init__(self, net, dtype: str, optimizer, parallel: bool, parallel_min: int = PARALLEL_MIN):
         super().__init__(net, dtype, workspace=True, parallel=parallel)
@@ -154,33 +193,15 @@ class _EpochGenerator(_Generator):
     def optimizer_lines(self, step: str) -> tuple[list[str], list[str]]:
         """(prologue lines, per-step lines) of the update of every parameter."""
         opt, sig = self.opt, self.sig
-        names = hyper_names(opt)
-        hyper_sym = {k: sp.Symbol(f"h_{k}", real=True) for k in names}
-        elem = {"w": sp.Symbol("o_w", real=True), "g": sp.Symbol("o_g", real=True)}
-        elem.update({s: sp.Symbol(f"o_{s}", real=True) for s in opt.state})
-        tsym = sp.Symbol(step, integer=True)
         printer = KernelPrinter(self.names)
-        eqs = opt.equations()
-        pretty = opt.pretty().splitlines()
-        rename = {}
-        for lhs, rhs in eqs:
-            for s in {lhs} | rhs.free_symbols:
-                if s.name in elem:
-                    rename[s] = elem[s.name]
-                elif s.name in hyper_sym:
-                    rename[s] = hyper_sym[s.name]
-                elif s.name == "t":
-                    rename[s] = tsym
-                else:
-                    raise ValueError(f"optimizer {type(opt).__name__}: unknown symbol {s} in its rules")
-        hoist = _Hoister(set(hyper_sym.values()) | {tsym})
-        rules = [(rename[lhs], hoist(rhs.xreplace(rename))) for lhs, rhs in eqs]
+        r = OptimizerRules(opt, step)
+        names, rules, pretty = r.names, r.rules, r.pretty
 
         pro = ["", f"# optimizer {type(opt).__name__}: hyper = [{', '.join(names)}] (sorted names)"]
         pro += [f"h_{k} = hyper[{q}]" for q, k in enumerate(names)]
         step_lines = ["", f"# ---- optimizer {type(opt).__name__}: t = step0 + b + 1 ----",
                       f"{step} = step0 + b + 1"]
-        for e, sym in hoist.scalars.items():
+        for e, sym in r.scalars.items():
             step_lines.append(f"{printer.doprint(sym)} = {self.dt}({printer.doprint(e)})")
         for p in sig.parameters:
             w = self.array(p)
@@ -278,10 +299,7 @@ class _EpochGenerator(_Generator):
             "# (the same walk as loss_and_grads), the update from the optimizer's equations; each is",
             "# repeated in a comment. Do not edit: the file name is a hash of its content.",
             "",
-            "import math",
-            "",
-            "import numba",
-            "import numpy as np",
+            *IMPORTS,
             "",
             f"PARALLEL_MIN = {self.parallel_min}",
             "",
