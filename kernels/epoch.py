@@ -79,8 +79,7 @@ from derive import symbols as S
 from .codegen import DTYPES, HELPERS, IMPORTS, KernelPrinter, _Generator, _INDENT, _dtype_name
 
 __all__ = ["generate_epoch", "optimizer_key", "hyper_names", "hyper_vector", "OptimizerRules",
-           "EPOCH_FUNCTION_NAME",
-           "PARALLEL_MIN"]
+           "EPOCH_FUNCTION_NAME", "PARALLEL_MIN"]
 
 EPOCH_FUNCTION_NAME = "train_epoch"
 
