@@ -1,7 +1,7 @@
 r"""LaTeX/PDF reports: the derived equations, figures, training and verification of a network.
 
-:func:`write` puts a ``.tex`` file and its ``figures/`` folder where you ask and compiles the PDF
-with the real TeX toolchain (``latexmk``/``pdflatex``, never with shell escape) when it is
+:func:`write` puts a ``.tex`` file and its figures folder (``<name>-figures/``) where you ask and
+compiles the PDF with the real TeX toolchain (``latexmk``/``pdflatex``, never with shell escape) when it is
 installed; without TeX it says how to get the PDF. Importing this package is light: matplotlib
 and the compiled kernels are imported only when a report is written.
 
@@ -22,9 +22,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .build import ReportError, compile_pdf, find_tex, install_hint
+from .build import ReportError, compile_pdf, figures_dir, find_tex, install_hint
 
-__all__ = ["write", "ReportResult", "ReportError", "compile_pdf", "find_tex"]
+__all__ = ["write", "ReportResult", "ReportError", "compile_pdf", "figures_dir", "find_tex"]
 
 
 @dataclass
@@ -73,8 +73,9 @@ def write(net, path: str | os.PathLike, *, history=None, verification=None, opti
     ``verification`` (:class:`kernels.verification.VerifyResult`) adds its table; ``optimizer``
     (:class:`kernels.optim.Optimizer`) gives the update rule shown (default: the trainer's Adam).
     ``pdf``: None compiles when TeX is installed, True requires it (:class:`ReportError`
-    otherwise), False writes only the ``.tex`` and figures. Figures go to ``figures/`` next to
-    the ``.tex``. The same inputs give the same ``.tex`` and figure bytes.
+    otherwise), False writes only the ``.tex`` and figures. Figures go to ``<name>-figures/`` next
+    to the ``.tex`` (:func:`figures_dir`); figures of an earlier write there that this one does not
+    make are removed. The same inputs give the same ``.tex`` and figure bytes.
     """
     import derive
     from kernels.optim import OPTIMIZERS, Adam, get_optimizer
@@ -86,7 +87,9 @@ def write(net, path: str | os.PathLike, *, history=None, verification=None, opti
         net = derive.load(net)
     tex_path = _paths(path)
     tex_path.parent.mkdir(parents=True, exist_ok=True)
-    fig_dir = tex_path.parent / "figures"
+    fig_dir = figures_dir(tex_path)
+    for old in (*fig_dir.glob("activation-*.pdf"), fig_dir / "training.pdf", fig_dir / "decision.pdf"):
+        old.unlink(missing_ok=True)  # only what a report writes: nothing stale survives a rewrite
     bp = derive.backprop(net)
     graph_name = str(net.graph.get("name", "network"))
     doc_title = L.text(title) if title is not None else rf"Backpropagation of {L.name(graph_name)}"
@@ -94,7 +97,7 @@ def write(net, path: str | os.PathLike, *, history=None, verification=None, opti
     written: list[Path] = []
 
     for k, (nodes, deriv) in enumerate(_activation_groups(bp), start=1):
-        rel = f"figures/activation-{k}.pdf"
+        rel = f"{fig_dir.name}/activation-{k}.pdf"
         written.append(F.activation_figure(deriv, tex_path.parent / rel))
         parts.activations.append(L.Figure(rel, L.activation_caption(bp, nodes, deriv), r"0.48\textwidth"))
 
@@ -113,12 +116,12 @@ def write(net, path: str | os.PathLike, *, history=None, verification=None, opti
     if history is not None:
         parts.training = L.training_text(history, data, optimizer)
         if history.epochs:
-            rel = "figures/training.pdf"
+            rel = f"{fig_dir.name}/training.pdf"
             written.append(F.training_figure(history, tex_path.parent / rel))
             parts.training_figures.append(L.Figure(rel, "Loss and accuracy per epoch.", r"0.9\textwidth"))
     if data is not None and parameters is not None:
         labels = data.y
-        rel = "figures/decision.pdf"
+        rel = f"{fig_dir.name}/decision.pdf"
         fig = F.decision_figure(bp, parameters, data.X, labels, tex_path.parent / rel)
         if fig is not None:
             written.append(fig)

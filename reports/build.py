@@ -1,7 +1,7 @@
 """Compiling a report's ``.tex`` to PDF with the real TeX toolchain, safely.
 
 ``latexmk -pdf`` (or ``pdflatex`` twice when latexmk is missing) runs in a temporary folder
-holding a copy of the ``.tex`` and its ``figures/``; only the PDF is copied back. Shell escape
+holding a copy of the ``.tex`` and its figures folder (:func:`figures_dir`); only the PDF is copied back. Shell escape
 is always off (``-no-shell-escape``), TeX may neither write nor read outside that folder and
 the TeX tree (``openout_any=p``, ``openin_any=p``: defence in depth, escaping is the real
 defence) and the PDF is reproducible (``SOURCE_DATE_EPOCH``). A failing run raises
@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from derive.errors import SymPropError
 
-__all__ = ["ReportError", "compile_pdf", "find_tex", "summarize_log", "install_hint", "TEX_PACKAGES"]
+__all__ = ["ReportError", "compile_pdf", "figures_dir", "find_tex", "summarize_log", "install_hint", "TEX_PACKAGES"]
 
 #: The Debian packages a report needs (TikZ is in texlive-pictures).
 TEX_PACKAGES = ("texlive-latex-base", "texlive-latex-recommended", "texlive-pictures", "latexmk")
@@ -86,6 +87,19 @@ def _environment() -> dict[str, str]:
     return env
 
 
+def figures_dir(tex_path: str | os.PathLike) -> Path:
+    r"""The folder of a report's figures: ``<stem>-figures`` next to its ``.tex``.
+
+    One folder per report, so two reports written to one folder keep their own figures. Characters
+    of the stem outside ``[A-Za-z0-9_-]`` become ``_``: the name is safe inside ``\includegraphics``.
+
+    >>> figures_dir("out/my report.tex").as_posix()
+    'out/my_report-figures'
+    """
+    tex_path = Path(tex_path)
+    return tex_path.parent / (re.sub(r"[^A-Za-z0-9_-]", "_", tex_path.stem) + "-figures")
+
+
 def compile_pdf(tex_path: str | os.PathLike, timeout: float = 120.0) -> Path | None:
     """Compile ``tex_path`` to the PDF next to it; returns its path, or None when TeX is missing.
 
@@ -100,9 +114,9 @@ def compile_pdf(tex_path: str | os.PathLike, timeout: float = 120.0) -> Path | N
     with tempfile.TemporaryDirectory(prefix="symprop-tex-") as tmp:
         work = Path(tmp)
         shutil.copy2(tex_path, work / tex_path.name)
-        figures = tex_path.parent / "figures"
+        figures = figures_dir(tex_path)
         if figures.is_dir():
-            shutil.copytree(figures, work / "figures")
+            shutil.copytree(figures, work / figures.name)
         flags = ["-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape"]
         if tool[0] == "latexmk":
             runs = [[tool[1], "-pdf", "-quiet", *flags, tex_path.name]]

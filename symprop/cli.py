@@ -261,7 +261,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
     rp = sub.add_parser("report", help="write a LaTeX/PDF report of the derivation (and, with --train, of training)")
     rp.add_argument("spec")
-    rp.add_argument("-o", "--output", required=True, help="the report: OUT.pdf or OUT.tex (figures go to figures/ next to it)")
+    rp.add_argument("-o", "--output", required=True, help="the report: OUT.pdf or OUT.tex (figures go to OUT-figures/ next to it)")
     rp.add_argument("--title", help="the report's title (default: 'Backpropagation of <name>')")
     rp.add_argument("--no-pdf", dest="pdf", action="store_false", help="write the .tex and figures only")
     rp.add_argument("--train", action="store_true", help="train the compiled network, verify its gradients, report both")

@@ -133,7 +133,7 @@ def test_demo(capsys, tmp_path, monkeypatch):
     report = out / ("demo.pdf" if have_tex else "demo.tex")
     assert stdout.rstrip().splitlines()[-1] == f"report: {report}"
     assert report.exists() and (out / "demo.tex").exists()
-    assert sorted(p.name for p in (out / "figures").iterdir()) == ["activation-1.pdf", "decision.pdf", "training.pdf"]
+    assert sorted(p.name for p in (out / "demo-figures").iterdir()) == ["activation-1.pdf", "decision.pdf", "training.pdf"]
 
 
 def test_demo_default_out_is_in_the_current_folder(capsys, tmp_path, monkeypatch):

@@ -91,7 +91,7 @@ def test_mlp_report_pdf_has_sections_and_equations(mlp_report):
 def test_mlp_report_embeds_figures(mlp_report):
     tex = mlp_report.tex.read_text()
     assert [p.name for p in mlp_report.figures] == ["activation-1.pdf"]
-    assert r"\includegraphics[width=0.48\textwidth]{figures/activation-1.pdf}" in tex
+    assert r"\includegraphics[width=0.48\textwidth]{mlp-figures/activation-1.pdf}" in tex
     assert r"\begin{tikzpicture}" in tex
     fonts = subprocess.run(["pdffonts", str(mlp_report.pdf)], capture_output=True, text=True, check=True).stdout
     assert "DejaVuSans" in fonts  # matplotlib's font: the vector figure is in the PDF
@@ -125,11 +125,24 @@ def test_report_is_deterministic(tmp_path):
     assert "(PDF not requested)" in a.message and a.pdf is None
 
 
+def test_reports_in_one_folder_keep_their_own_figures(tmp_path):
+    tanh = reports.write(derive.mlp([2, 3, 1], activation="tanh"), tmp_path / "a.tex", pdf=False)
+    relu = reports.write(derive.mlp([2, 3, 1], activation="relu"), tmp_path / "b b.tex", pdf=False)
+    assert [p.relative_to(tmp_path).as_posix() for p in tanh.figures + relu.figures] == [
+        "a-figures/activation-1.pdf", "b_b-figures/activation-1.pdf"]
+    assert "{b_b-figures/activation-1.pdf}" in relu.tex.read_text()
+    assert tanh.figures[0].read_bytes() != relu.figures[0].read_bytes()
+    # a rewrite without training leaves no stale training figure behind
+    (tmp_path / "a-figures" / "training.pdf").write_bytes(b"stale")
+    reports.write(derive.mlp([2, 3, 1], activation="tanh"), tmp_path / "a.tex", pdf=False)
+    assert sorted(p.name for p in (tmp_path / "a-figures").iterdir()) == ["activation-1.pdf"]
+
+
 @needs_tex
 def test_pdf_is_reproducible(tmp_path, mlp_report):
     copy = tmp_path / "mlp.tex"
     shutil.copy(mlp_report.tex, copy)
-    shutil.copytree(mlp_report.tex.parent / "figures", tmp_path / "figures")
+    shutil.copytree(mlp_report.tex.parent / "mlp-figures", tmp_path / "mlp-figures")
     again = build.compile_pdf(copy)
     assert again.read_bytes() == mlp_report.pdf.read_bytes()
 
@@ -243,7 +256,7 @@ def test_without_tex_the_tex_and_figures_are_written(tmp_path, monkeypatch):
     result = reports.write(derive.load(EX / "mlp.toml"), tmp_path / "out" / "mlp.pdf")
     assert result.pdf is None and not (tmp_path / "out" / "mlp.pdf").exists()
     assert result.tex == tmp_path / "out" / "mlp.tex" and result.tex.exists()
-    assert all(p.exists() and p.parent.name == "figures" for p in result.figures) and result.figures
+    assert all(p.exists() and p.parent.name == "mlp-figures" for p in result.figures) and result.figures
     assert "install TeX Live" in result.message and "latexmk -pdf mlp.tex" in result.message
     assert build.compile_pdf(result.tex) is None
     with pytest.raises(build.ReportError, match="install TeX Live"):
@@ -287,8 +300,8 @@ def test_trained_report_has_curves_boundary_and_table(trained):
     rep, history, result = trained
     assert [p.name for p in rep.figures] == ["activation-1.pdf", "training.pdf", "decision.pdf"]
     tex = rep.tex.read_text()
-    for needle in (r"\section{Training}", r"\section{Gradient verification}", "{figures/training.pdf}",
-                   "{figures/decision.pdf}", latex_text("finite-diff"), "symbolic", "All gradients agree within tolerance."):
+    for needle in (r"\section{Training}", r"\section{Gradient verification}", "{trained-figures/training.pdf}",
+                   "{trained-figures/decision.pdf}", latex_text("finite-diff"), "symbolic", "All gradients agree within tolerance."):
         assert needle in tex, needle
     assert tex.index(r"\section{Training}") < tex.index(r"\section{Gradient verification}")
     assert tex.count(r" & ok \\") == len(result.rows)
@@ -332,7 +345,7 @@ def test_cli_report_train_no_pdf(capsys, tmp_path):
     assert code == 0, err
     assert "gradients verified" in stdout and stdout.rstrip().endswith(f"report: {out}")
     tex = out.read_text()
-    assert r"\section{Gradient verification}" in tex and "{figures/decision.pdf}" in tex
+    assert r"\section{Gradient verification}" in tex and "{t-figures/decision.pdf}" in tex
 
 
 def test_cli_report_errors(capsys, tmp_path):
