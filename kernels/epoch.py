@@ -264,7 +264,7 @@ class _EpochGenerator(_Generator):
         loop = ["", "for b in range(n_batches):", f"{_INDENT}start = b * batch_size",
                 f"{_INDENT}N = min(batch_size, n_rows - start)",
                 f"{_INDENT}# gather the batch's rows"]
-        gather = [f"for r in range(N):", f"{_INDENT}row = order[start + r]"]
+        gather = ["for r in range(N):", f"{_INDENT}row = order[start + r]"]
         for v, src in ((x, "X"), (tgt, "T")):
             buf = f"{self.array(v)}_buf"
             if len(self.api_shape(v)) == 2:

@@ -137,27 +137,33 @@ def test_source_is_deterministic():
     assert out.stdout == src
 
 
-def test_odd_node_names_are_sanitised():
-    """Names with spaces, quotes, slashes and non-ASCII letters give valid identifiers; the
-    generated Python (run without Numba via ``py_func``) still matches the interpreter."""
-    from kernels import cache
-    from kernels.codegen import generate, signature
+def _py_func_matches_interpreter(module, bp, batch: int, seed: int) -> None:
+    """The generated ``loss_and_grads`` run as plain Python (``py_func``, no Numba compile) equals
+    ``derive.evaluate`` at random values."""
+    from kernels.codegen import signature
 
-    net = (derive.Builder('odd "net"\'').input('in put"""', 2).dense(3, activation="sigmoid", name="dL/dq")
-           .dense(2, name="größe").softmax(name="p r/ob").loss("mse", name="loss'", target="t a r").build())
-    src = generate(net)
-    ast.parse(src)
-    module = cache.load(src)
-    bp = derive.backprop(net)
     sig = signature(bp)
-    values = derive.random_values(net, batch=4, seed=1)
+    values = derive.random_values(bp.graph, batch=batch, seed=seed)
     grads = {p: np.empty(np.shape(values[p])) for p in sig.parameters}
     loss = module.loss_and_grads.py_func(*[values[v] for v in (*sig.inputs, *sig.targets, *sig.parameters)],
                                          *grads.values())
     ref_loss, ref_grads = derive.evaluate(bp, values)
     assert loss == pytest.approx(ref_loss, rel=1e-12)
     for p in ref_grads:
-        np.testing.assert_allclose(grads[p], ref_grads[p], rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(grads[p], ref_grads[p], rtol=1e-10, atol=1e-14, err_msg=p)
+
+
+def test_odd_node_names_are_sanitised():
+    """Names with spaces, quotes, slashes and non-ASCII letters give valid identifiers; the
+    generated Python (run without Numba via ``py_func``) still matches the interpreter."""
+    from kernels import cache
+    from kernels.codegen import generate
+
+    net = (derive.Builder('odd "net"\'').input('in put"""', 2).dense(3, activation="sigmoid", name="dL/dq")
+           .dense(2, name="größe").softmax(name="p r/ob").loss("mse", name="loss'", target="t a r").build())
+    src = generate(net)
+    ast.parse(src)
+    _py_func_matches_interpreter(cache.load(src), derive.backprop(net), batch=4, seed=1)
     assert "# node 'größe'" in src
 
 
@@ -303,20 +309,10 @@ def _zoo():
 def test_generated_python_matches_evaluate(make):
     """More ops, checked by running the generated function as plain Python (``py_func``)."""
     from kernels import cache
-    from kernels.codegen import generate, signature
+    from kernels.codegen import generate
 
-    net = make()
-    bp = derive.backprop(net)
-    module = cache.load(generate(bp))
-    sig = signature(bp)
-    values = derive.random_values(net, batch=5, seed=4)
-    grads = {p: np.empty(np.shape(values[p])) for p in sig.parameters}
-    loss = module.loss_and_grads.py_func(*[values[v] for v in (*sig.inputs, *sig.targets, *sig.parameters)],
-                                         *grads.values())
-    ref_loss, ref_grads = derive.evaluate(bp, values)
-    assert loss == pytest.approx(ref_loss, rel=1e-12)
-    for p in ref_grads:
-        np.testing.assert_allclose(grads[p], ref_grads[p], rtol=1e-10, atol=1e-14, err_msg=p)
+    bp = derive.backprop(make())
+    _py_func_matches_interpreter(cache.load(generate(bp)), bp, batch=5, seed=4)
 
 
 def test_softmax_node_is_stable_for_huge_logits_python():

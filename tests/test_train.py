@@ -1,7 +1,6 @@
 """Training: convergence, determinism, validation, checkpoints and resume, divergence, bad data, CLI."""
 
 import json
-import warnings
 
 import numpy as np
 import pytest
