@@ -10,7 +10,7 @@ layers, 3 weight gradients) with the same shapes, in a Numba loop into prealloca
 4096-row input first, which any training step must do. When JAX is installed, its whole update
 step under ``jit`` runs in a child process on the same batches ("jax st/s"; see :func:`jax_steps`).
 Every contender is measured ``--rounds`` times, interleaved, and keeps its best: this machine's
-speed drifts for seconds at a time. The first line names the OpenBLAS kernels Numba's products
+speed drifts for seconds at a time; each starts after a short rest (:data:`REST`). The first line names the OpenBLAS kernels Numba's products
 run (``OPENBLAS_CORETYPE`` pins them; unset, OpenBLAS picks by CPU).
 No assertions: the numbers are for reading.
 """
@@ -31,7 +31,14 @@ ROWS = 4096
 CHUNK = 8   # steps per timed call (short calls: the minimum filters out time lost to other processes)
 
 
+#: seconds of rest before each measurement: OpenBLAS's threads spin for about 0.1 s after a
+#: product, and the parallel backend's one-thread BLAS calls ran 10-25% slower while they did, so
+#: every contender starts with them asleep
+REST = 0.3
+
+
 def best_of(fn, repeat):
+    time.sleep(REST)
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -56,6 +63,7 @@ def symprop_steps(sizes, act, loss, opt, dtype, batch, backend, repeat, X, T, or
     model = compile(derive.mlp(sizes, activation=act, loss=loss), backend=backend, dtype=dtype)
     run = model.epoch_function(opt)
     state = model.init_state(opt)
+    time.sleep(REST)
     t0 = time.perf_counter()
     run(X, T, order, batch, state, 0)          # compile (or load from Numba's cache) + warm up
     first = time.perf_counter() - t0

@@ -115,6 +115,13 @@ class RowMax(sp.Function):
         return (expr.free_symbols - {var}) | lo.free_symbols | hi.free_symbols
 
 
+class RowCached(sp.Function):
+    """``buffer[row]``: a row reduction computed by an earlier statement and kept per row
+    (printed as an array element; see :meth:`_Emitter.reduction`)."""
+
+    nargs = 2
+
+
 def _is_reduction(e) -> bool:
     return isinstance(e, (sp.Sum, RowMax))
 
@@ -257,11 +264,17 @@ class KernelPrinter(PythonCodePrinter):
     def _print_RowMax(self, expr):  # pragma: no cover
         raise ValueError("internal: a row maximum reached the printer")
 
+    def _print_RowCached(self, expr):
+        return f"{expr.args[0].name}[{self._print(expr.args[1])}]"
+
     def _print_Rational(self, expr):
         return f"{expr.p}/{expr.q}" if expr.q != 1 else str(expr.p)
 
     def _print_Half(self, expr):
         return "0.5"
+
+
+_ROW = sp.Symbol("_row_index", integer=True)   # the batch row, in canonical row-reduction keys
 
 
 @dataclass
@@ -277,10 +290,17 @@ class _Level:
 class _Emitter:
     """Turns scalar SymPy expressions into loop nests, hoisting reductions and temporaries."""
 
-    def __init__(self, printer: KernelPrinter):
+    def __init__(self, printer: KernelPrinter, row_buffer=None):
         self.p = printer
         self.counter = 0
         self.cache: dict = {}
+        #: ``row_buffer(name)`` makes a float64 (N,) array named ``name`` available; None: no
+        #: reuse of row reductions across statements (see :meth:`reduction`)
+        self.row_buffer = row_buffer
+        self.rows: dict = {}   # canonical row reduction -> buffer symbol
+        self.rows_read: set[str] = set()   # buffers a later statement reads
+        #: loops over the batch's rows run to this symbol instead of ``N`` (a chunk's rows)
+        self.loop_rows: sp.Symbol | None = None
 
     def fresh(self, prefix: str) -> sp.Symbol:
         self.counter += 1
@@ -288,6 +308,8 @@ class _Emitter:
 
     def range_text(self, lo, hi) -> str:
         stop = sp.simplify(hi + 1)
+        if self.loop_rows is not None:
+            stop = stop.xreplace({BATCH: self.loop_rows})
         return f"range({self.p.doprint(stop)})" if lo == 0 else f"range({self.p.doprint(lo)}, {self.p.doprint(stop)})"
 
     def expr(self, expr: sp.Expr, levels: list[_Level], cse: bool = True) -> str:
@@ -308,7 +330,25 @@ class _Emitter:
         while True:
             yield self.fresh("_t")
 
-    def reduction(self, red, levels: list[_Level]) -> sp.Symbol:
+    def _row_key(self, red, levels: list[_Level], depth: int):
+        """The reduction with its row index made canonical, when an earlier statement's result for
+        the same row can stand in for it: it depends on the batch row (the first loop, over all N
+        rows) and on no other loop, and reads no gradient array (forward values are written once
+        a step; gradients may still be accumulating). Else None."""
+        if self.row_buffer is None or depth != 1:
+            return None
+        row = levels[1]
+        if row.lo != 0 or row.hi != BATCH - 1:
+            return None
+        if any(S.parse_name(str(a.base.label))[0] == "grad" for a in red.atoms(sp.Indexed)):
+            return None
+        return red.xreplace({row.index: _ROW})
+
+    def reduction(self, red, levels: list[_Level]) -> sp.Expr:
+        """The symbol (or kept row value) standing for reduction ``red``, its loop added to the
+        preamble of the outermost level it depends on. A row reduction already computed by an
+        earlier statement (say the softmax's ``max`` and ``Σ exp`` of the loss, needed again by its
+        gradient) is read back from the per-row buffer that statement filled."""
         indices = [lev.index for lev in levels]
         deps = red.free_symbols
         depth = max([q for q, idx in enumerate(indices) if idx is not None and idx in deps], default=0)
@@ -317,6 +357,10 @@ class _Emitter:
             sym, level = self.cache[key]
             if any(level is lev for lev in levels[:depth + 1]):
                 return sym
+        row_key = self._row_key(red, levels, depth)
+        if row_key is not None and row_key in self.rows:
+            self.rows_read.add(self.rows[row_key].name)
+            return RowCached(self.rows[row_key], levels[1].index)
         target = levels[depth]
         if isinstance(red, RowMax):
             body, var, lo, hi = red.args
@@ -334,6 +378,11 @@ class _Emitter:
         acc = self.p.doprint(sym)
         lines = [f"{acc} = {init}"]
         lines += self.render(private, [update.format(acc=acc, value=value)])
+        if row_key is not None:
+            buf = self.fresh("_rowmax" if isinstance(red, RowMax) else "_rowsum")
+            self.row_buffer(buf.name)
+            lines.append(f"{buf.name}[{self.p.doprint(levels[1].index)}] = {acc}")
+            self.rows[row_key] = buf
         target.stmts.extend(lines)
         self.cache[key] = (sym, target)
         return sym
@@ -371,6 +420,9 @@ class _Generator:
     over the outer loop of elementwise index statements of at least :data:`PARALLEL_MIN` elements.
     """
 
+    #: keep row reductions (softmax's max and Σ exp) for later statements (see _Emitter.reduction)
+    ROW_MEMO = True
+
     def __init__(self, net, dtype: str, workspace: bool = False, parallel: bool = False):
         self.bp = net if isinstance(net, derive.Backprop) else derive.backprop(net)
         self.workspace = workspace
@@ -381,7 +433,8 @@ class _Generator:
         self.dt = DTYPES[dtype]
         self.names = _Names()
         self.printer = KernelPrinter(self.names)
-        self.emit = _Emitter(self.printer)
+        self.emit = _Emitter(self.printer, self.row_buffer if self.ROW_MEMO else None)
+        self.row_buffers: list[str] = []      # float64 (N,) arrays of kept row reductions (workspace mode)
         self.sig = signature(self.bp)
         self.body: list[str] = []
         self.views: dict[str, str] = {}        # sympy name -> 2-D view identifier (1-D arrays)
@@ -393,7 +446,9 @@ class _Generator:
         return ((BATCH,) if self.info.batched[v] else ()) + shape
 
     def shape_text(self, shape) -> str:
-        parts = [self.printer.doprint(sp.sympify(d)) for d in shape]
+        """``(N, 4)``: a shape in code; ``N`` is :attr:`_Emitter.loop_rows` when that is set."""
+        rows = {BATCH: self.emit.loop_rows} if self.emit.loop_rows is not None else {}
+        parts = [self.printer.doprint(sp.sympify(d).xreplace(rows)) for d in shape]
         return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
     def node_of(self, name: str) -> str:
@@ -491,6 +546,23 @@ class _Generator:
         """Workspace mode: ``name`` lives in a buffer preallocated before the batch loop."""
         self.buffers[name] = self.api_shape(self.node_of(name))
         self.defined.add(name)
+
+    def row_buffer(self, name: str) -> None:
+        """A float64 array of one value per batch row, for a row reduction kept across statements."""
+        if self.workspace:
+            self.row_buffers.append(name)
+        else:
+            self.body.append(f"{name} = np.empty({self.printer.doprint(BATCH)})")
+
+    def _drop_unread_rows(self) -> None:
+        """Remove the buffers (and their stores) of row reductions no later statement read."""
+        unread = {s.name for s in self.emit.rows.values()} - self.emit.rows_read
+        if not unread:
+            return
+        pattern = re.compile(r"\s*(_row(?:max|sum)\d+)(\[\w+\] = \w+| = np\.empty\(N\))")
+        self.body = [line for line in self.body
+                     if not ((m := pattern.fullmatch(line)) and m.group(1) in unread)]
+        self.row_buffers = [b for b in self.row_buffers if b not in unread]
 
     def batched(self, name: str) -> bool:
         shape = self.api_shape(self.node_of(name))
@@ -680,6 +752,7 @@ class _Generator:
                 self.body.append(f"# node {p!r}: no gradient flows into this parameter")
                 self.body.append(f"{self.array(S.GRAD_PREFIX + p)}[:] = 0.0")
 
+        self._drop_unread_rows()
         self.body.append("")
         total = " + ".join(scalars) if scalars else "0.0"
         self.body.append(f"# objective: loss {info.loss!r}" + (

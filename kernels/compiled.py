@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Mapping
 
@@ -19,7 +20,7 @@ import numpy as np
 
 import derive
 
-from . import cache
+from . import blas_threads, cache
 from .codegen import FUNCTION_NAME, Signature, _dtype_name, generate, signature
 
 __all__ = ["compile", "CompiledModel", "BACKENDS"]
@@ -187,9 +188,30 @@ class CompiledModel:
         fn = self._epoch_kernels.get(key)
         if fn is None:
             source = epoch.generate_epoch(self.backprop, optimizer, self.dtype.name, backend)
-            fn = getattr(cache.load(source), epoch.EPOCH_FUNCTION_NAME)
+            module = cache.load(source)
+            fn = getattr(module, epoch.EPOCH_FUNCTION_NAME)
+            fn.chunked = bool(getattr(module, "CHUNKED", False))   # the data-parallel form
             self._epoch_kernels[key] = fn
         return fn
+
+    def _epoch_choice(self, parallel, serial, elements: int):
+        """The epoch function for a batch of ``elements`` (rows times the widest layer): the
+        ``parallel`` backend's data-parallel form from :data:`kernels.epoch.CHUNK_MIN` elements
+        (with more than one Numba thread and BLAS threads under control), its ``prange`` form
+        (a network that cannot be chunked) from :data:`kernels.epoch.PARALLEL_MIN`, else the
+        serial function. ``parallel()`` returns the parallel function (made on first need)."""
+        from . import epoch
+
+        if self.backend != "parallel" or elements < min(epoch.CHUNK_MIN, epoch.PARALLEL_MIN):
+            return serial
+        import numba
+
+        par = parallel()
+        if par.chunked:
+            usable = elements >= epoch.CHUNK_MIN and numba.get_num_threads() > 1 and blas_threads.controllable()
+        else:
+            usable = elements >= epoch.PARALLEL_MIN
+        return par if usable else serial
 
     def _row_width(self) -> int:
         """The most elements one example occupies in any batched array (the widest layer)."""
@@ -250,7 +272,8 @@ class CompiledModel:
         :data:`kernels.epoch.PARALLEL_MIN` elements runs the ``parallel=True`` function (compiled
         on first need); smaller ones run the serial function, which was faster on 2 cores.
         """
-        from . import epoch
+        import numba
+
         from .epoch import hyper_names, hyper_vector
 
         kernel = self.epoch_kernel(optimizer, "cpu")
@@ -261,18 +284,23 @@ class CompiledModel:
             raise ValueError("epoch_function needs a network with one input and one target")
         slots = tuple(optimizer.state)
         model = self
+        made: list = []
+
+        def parallel():
+            if not made:   # once: the kernel lookup builds the optimizer's SymPy key (milliseconds)
+                made.append(model.epoch_kernel(optimizer, "parallel"))
+            return made[0]
 
         def run(X, T, order, batch_size, state, step0=0):
             X, T, order, batch_size, params, arrays = model._epoch_arrays(X, T, order, batch_size, state, slots)
             n_batches = -(-order.size // batch_size)
             losses = np.full(n_batches, np.nan)
-            fn = kernel
-            if model.backend == "parallel" and batch_size * width >= epoch.PARALLEL_MIN:
-                fn = model.epoch_kernel(optimizer, "parallel")  # compiled on first need
-            with warnings.catch_warnings():
+            fn = model._epoch_choice(parallel, kernel, batch_size * width)
+            with warnings.catch_warnings(), blas_threads.single_threaded() if fn.chunked else nullcontext():
                 # compile-time notice that objmode blocks (NumPy's tanh) hold the GIL: intended
                 warnings.filterwarnings("ignore", message=".*Code running in object mode", category=Warning)
-                done = fn(X, T, order, batch_size, *params, *arrays, hyper, int(step0), losses)
+                extra = (numba.get_num_threads(),) if fn.chunked else ()
+                done = fn(X, T, order, batch_size, *params, *arrays, hyper, int(step0), losses, *extra)
             return losses, int(done)
 
         run.kernel = kernel

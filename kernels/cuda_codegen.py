@@ -248,6 +248,8 @@ class _CudaGenerator(_Generator):
     single-thread kernel that finishes the scalars.
     """
 
+    ROW_MEMO = False   # each statement is its own kernel: row reductions are recomputed there
+
     def __init__(self, net, dtype: str):
         super().__init__(net, dtype, workspace=True)
         self.kernels: list[str] = []

@@ -42,19 +42,33 @@ every batch size (batch 32: 3,739 against 2,400 steps/s).
 
 Backends
 --------
-``"cpu"``: ``numba.njit``. ``"parallel"``: ``numba.njit(parallel=True)``, and the outer loop of
-each elementwise index statement and of each optimizer loop is ``numba.prange`` when the
-statement has at least :data:`PARALLEL_MIN` elements (a runtime branch: smaller ones stay
-serial). Never over a loop that accumulates into a shared gradient (column sums, the loss) and
-no implicit parfors (every statement is an explicit loop or a BLAS call). The matrix products
-are BLAS calls, threaded by OpenBLAS in both backends. Numba's threading layer is set to
-``workqueue`` (unless ``NUMBA_THREADING_LAYER`` is set): the OpenMP layer's spinning threads
-fought OpenBLAS's (10-30x slower, GUIDE section 4). Measured on this 2-core machine, prange
-never beat the serial function (numbers at :data:`PARALLEL_MIN`), so
-:meth:`kernels.compiled.CompiledModel.epoch_function` runs the serial function for batches
-below :data:`PARALLEL_MIN` elements and the ``parallel=True`` one from there: "parallel" is
-never slower than "cpu" where measured, and the prange code is there for machines with more
-cores (tests check that it gives the serial results to 1e-12).
+``"cpu"``: ``numba.njit``; the matrix products are BLAS calls, threaded by OpenBLAS.
+
+``"parallel"``, data-parallel form (``CHUNKED = True`` in the module): each batch is split into
+one chunk of rows per Numba thread (``n_threads``, an extra last argument: calling
+``numba.get_num_threads()`` inside would keep Numba from caching the function). Inside one
+``prange`` region every chunk gathers its rows and runs every forward and backward statement on
+them, into its own slab of each workspace (``buf[chunk, :Nc]``) and its own partial parameter
+gradients; loops run to the chunk's ``Nc`` rows while formulas keep the batch's ``N``. After the
+region the partials are added into the first chunk's, the chunks' loss parts summed, and the
+optimizer updates serially. Statements that read no batched array (penalties) run once, outside
+the region: their values before it, their gradient terms after the partials are added.
+:mod:`kernels.chunks` checks that every statement is row-local, a sum over rows or
+row-independent; a network with any other statement (or with NumPy's whole-array tanh/exp,
+which goes through ``objmode``) gets the ``prange`` form below. The chunks call BLAS from every
+thread, so :meth:`kernels.compiled.CompiledModel.epoch_function` limits BLAS to one thread for
+the call (:mod:`kernels.blas_threads`) and runs this form from :data:`CHUNK_MIN` elements.
+
+``"parallel"``, ``prange`` form: the outer loop of each elementwise index statement and of each
+optimizer loop is ``numba.prange`` when the statement has at least :data:`PARALLEL_MIN`
+elements (a runtime branch: smaller ones stay serial), never over a loop that accumulates into
+a shared gradient. Measured on this 2-core machine, it never beat the serial function (numbers
+at :data:`PARALLEL_MIN`): OpenBLAS already uses both cores for the products.
+
+Numba's threading layer is set to ``workqueue`` (unless ``NUMBA_THREADING_LAYER`` is set): the
+OpenMP layer's spinning threads fought OpenBLAS's (10-30x slower, GUIDE section 4). Below the
+thresholds the serial function runs, so "parallel" is never slower than "cpu" where measured;
+tests check both forms against the serial function (1e-12 in float64).
 
 Examples
 --------
@@ -71,15 +85,18 @@ True
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import sympy as sp
 
 from derive import symbols as S
 
+from . import chunks
 from .codegen import DTYPES, HELPERS, IMPORTS, KernelPrinter, _Generator, _INDENT, _dtype_name
 
 __all__ = ["generate_epoch", "optimizer_key", "hyper_names", "hyper_vector", "OptimizerRules",
-           "EPOCH_FUNCTION_NAME", "PARALLEL_MIN"]
+           "EPOCH_FUNCTION_NAME", "PARALLEL_MIN", "CHUNK_MIN", "NotChunkable"]
 
 EPOCH_FUNCTION_NAME = "train_epoch"
 
@@ -93,6 +110,13 @@ EPOCH_FUNCTION_NAME = "train_epoch"
 #: threshold is where parallel stopped losing (batch 4096 x 256 units); below it the serial
 #: function runs, so "parallel" is never slower than "cpu" in the measured range.
 PARALLEL_MIN = 1 << 20
+
+#: Elements (rows of a batch times the widest layer) from which the "parallel" backend runs its
+#: data-parallel epoch (see the module docstring). Measured on the 2-core machine (784-256-128-10
+#: ReLU, Adam, float32, steps/s against the serial function): batch 128: 0.65x, 256: 0.95x,
+#: 512: 1.03x, 1024: 1.08-1.31x, 2048: 1.09-1.16x. The threshold (524,288) lets batch 1024
+#: (802,816 elements) in and keeps 512 (401,408) serial.
+CHUNK_MIN = 1 << 19
 
 
 def hyper_names(optimizer) -> tuple[str, ...]:
@@ -183,11 +207,92 @@ class OptimizerRules:
         self.pretty = optimizer.pretty().splitlines()
 
 
+#: A chunk's rows in the data-parallel epoch: loops over the batch run to ``Nc``, formulas keep ``N``.
+CHUNK_ROWS = sp.Symbol("Nc", integer=True, positive=True)
+
+
+class NotChunkable(ValueError):
+    """A statement couples the batch's rows beyond a sum (see :mod:`kernels.chunks`)."""
+
+
 class _EpochGenerator(_Generator):
-    def __init__(self, net, dtype: str, optimizer, parallel: bool, parallel_min: int = PARALLEL_MIN):
-        super().__init__(net, dtype, workspace=True, parallel=parallel)
+    """``chunked``: the data-parallel form of the ``parallel`` backend (module docstring)."""
+
+    def __init__(self, net, dtype: str, optimizer, parallel: bool, parallel_min: int = PARALLEL_MIN,
+                 chunked: bool = False):
+        super().__init__(net, dtype, workspace=True, parallel=parallel and not chunked)
         self.opt = optimizer
         self.parallel_min = int(parallel_min)
+        self.chunked = chunked
+        self.before_chunks: list[str] = []    # chunked: row-independent values (penalties)
+        self.after_chunks: list[str] = []     # chunked: row-independent gradient terms
+        self.const_scalars: list[str] = []
+        if chunked:
+            self.emit.loop_rows = CHUNK_ROWS
+
+    # --- chunked mode: every statement checked; row-independent ones (penalties) move out of the
+    # parallel region: values before it, gradient contributions after the chunks' partials are added
+    def _chunk_statement(self, emit, eq, target: str, kind: str, redo=None):
+        start, views = len(self.body), dict(self.views)
+        result = emit()
+        if not self.chunked:
+            return result
+        role = chunks.role(eq, self.batched)
+        allowed = {"batched": ("row",), "grad": ("sum", "const"), "scalar": ("sum", "const")}.get(kind, ())
+        if role not in allowed:
+            raise NotChunkable(f"statement for {target!r} is not row-local or a sum over rows")
+        if role != "const":
+            return result
+        lines = self.body[start:]
+        del self.body[start:]
+        if self.views != views or any(re.search(r"\w+_m\b", x) for x in lines):
+            raise NotChunkable(f"row-independent statement for {target!r} uses a reshaped view")
+        if kind == "scalar":
+            self.before_chunks += lines
+            self.const_scalars.append(target)
+            self.body.append("# reads no batched array: computed once a step, before the chunks")
+            return result
+        if not self._accumulating:
+            self.body.append(f"{target}.fill(0.0)  # its row-independent term is added after the chunks")
+        else:
+            self.body.append("# reads no batched array: added once, after the chunks' partials")
+        mark = len(self.body)
+        redo()   # the same statement, accumulating into the summed gradient
+        total = re.sub(rf"\b{target}\b", f"{target}_total", "\n".join(self.body[mark:])).split("\n")
+        del self.body[mark:]
+        self.after_chunks += [x for x in total]
+        return result
+
+    def _ufunc_statement(self, name, eq, accumulate) -> bool:
+        done = super()._ufunc_statement(name, eq, accumulate)
+        if done and self.chunked:
+            # NumPy's tanh/exp through objmode from Numba's worker threads gave wrong results
+            # (the chunk's later statements did not see them) and would hold the GIL anyway
+            raise NotChunkable("whole-array NumPy ufunc (objmode) in a parallel region")
+        return done
+
+    def _target_kind(self, name: str) -> str:
+        if self.batched(name):
+            return "batched"
+        kind, node = S.parse_name(name)
+        return "grad" if kind == "grad" and node in self.sig.parameters else "other"
+
+    def matrix_statement(self, name, eq, accumulate, output):
+        self._accumulating = accumulate
+        base = super(_EpochGenerator, self).matrix_statement
+        return self._chunk_statement(lambda: base(name, eq, accumulate, output), eq, self.array(name),
+                                     self._target_kind(name), lambda: base(name, eq, True, output))
+
+    def index_statement(self, name, eq, accumulate, output):
+        self._accumulating = accumulate
+        base = super(_EpochGenerator, self).index_statement
+        return self._chunk_statement(lambda: base(name, eq, accumulate, output), eq, self.array(name),
+                                     self._target_kind(name), lambda: base(name, eq, True, output))
+
+    def scalar_statement(self, v, eq):
+        self._accumulating = False
+        return self._chunk_statement(lambda: super(_EpochGenerator, self).scalar_statement(v, eq),
+                                     eq, self.array(v), "scalar")
 
     def optimizer_lines(self, step: str) -> tuple[list[str], list[str]]:
         """(prologue lines, per-step lines) of the update of every parameter."""
@@ -207,7 +312,8 @@ class _EpochGenerator(_Generator):
             gname = self.array(S.GRAD_PREFIX + p)
             flats = {"w": f"{w}_f", "g": f"{gname}_f"}
             pro.append(f"{w}_f = {w}.reshape({w}.size)")
-            pro.append(f"{gname}_f = {gname}.reshape({gname}.size)")
+            gsrc = f"{gname}_chunks[0]" if self.chunked else gname   # chunked: the partials' sum
+            pro.append(f"{gname}_f = {gsrc}.reshape({w}.size)")
             for s in opt.state:
                 arr = f"s_{w}_{s}"
                 flats[s] = f"{arr}_f"
@@ -229,6 +335,24 @@ class _EpochGenerator(_Generator):
                 step_lines += loop
         return pro, step_lines
 
+    def _gather(self, x: str, tgt: str, buf_index: str, first_row: str) -> list[str]:
+        """Lines copying the batch's rows (``order[first_row + r]``) into the input/target buffers."""
+        lines = ["for r in range(N_rows):".replace("N_rows", "Nc" if self.chunked else "N"),
+                 f"{_INDENT}row = order[{first_row} + r]"]
+        for v, src in ((x, "X"), (tgt, "T")):
+            buf = f"{self.array(v)}_buf"
+            if len(self.api_shape(v)) == 2:
+                lines += [f"{_INDENT}for c in range({src}.shape[1]):",
+                          f"{_INDENT * 2}{buf}[{buf_index}r, c] = {src}[row, c]"]
+            else:
+                lines.append(f"{_INDENT}{buf}[{buf_index}r] = {src}[row]")
+        return lines
+
+    def _chunk_shape(self, shape) -> str:
+        """``(C, R, 784)``: a batched buffer's shape with one slab of R rows per chunk."""
+        rest = [self.printer.doprint(sp.sympify(d)) for d in shape[1:]]
+        return "(" + ", ".join(["C", "R", *rest]) + ")"
+
     def generate_epoch(self) -> str:
         sig = self.sig
         if len(sig.inputs) != 1 or len(sig.targets) != 1:
@@ -240,60 +364,114 @@ class _EpochGenerator(_Generator):
         total = self.walk()
         loop_body = list(self.body)
         self.body = []
+        if self.chunked and any(not self.batched(n) for n in self.buffers):
+            raise NotChunkable("an intermediate array is not batched")
         opt_pro, opt_step = self.optimizer_lines("t_step")
+        chunked = self.chunked
 
         pro = ["n_rows = order.shape[0]",
                "n_batches = (n_rows + batch_size - 1) // batch_size",
-               "N = min(batch_size, n_rows)  # buffers are sized for a full batch",
-               "", "# ---- workspaces: allocated once, viewed as buf[:N] in each batch ----"]
-        for v, src in ((x, "X"), (tgt, "T")):
-            pro.append(f"{self.array(v)}_buf = np.empty({self.shape_text(self.api_shape(v))}, dtype={self.dt})")
+               "N = min(batch_size, n_rows)  # buffers are sized for a full batch"]
+        if chunked:
+            pro += ["C = max(1, n_threads)  # one chunk of each batch's rows per thread",
+                    "R = (N + C - 1) // C  # rows of the largest chunk",
+                    "", "# ---- workspaces: allocated once, one slab per chunk, viewed as buf[chunk, :Nc] ----"]
+        else:
+            pro += ["", "# ---- workspaces: allocated once, viewed as buf[:N] in each batch ----"]
         views = []
+        for v in (x, tgt):
+            shape = self.api_shape(v)
+            text = self._chunk_shape(shape) if chunked else self.shape_text(shape)
+            pro.append(f"{self.array(v)}_buf = np.empty({text}, dtype={self.dt})")
         for name, shape in self.buffers.items():
             arr = self.array(name)
-            pro.append(f"{arr}_buf = np.empty({self.shape_text(shape)}, dtype={self.dt})")
+            text = self._chunk_shape(shape) if chunked else self.shape_text(shape)
+            pro.append(f"{arr}_buf = np.empty({text}, dtype={self.dt})")
             if self.batched(name):
-                views.append(f"{arr} = {arr}_buf[:N]")
+                views.append(f"{arr} = {arr}_buf[chunk, :Nc]" if chunked else f"{arr} = {arr}_buf[:N]")
             else:
                 pro.append(f"{arr} = {arr}_buf")
         for p in sig.parameters:
-            pro.append(f"{self.array(S.GRAD_PREFIX + p)} = np.empty({self.shape_text(self.api_shape(p))}, "
-                       f"dtype={self.dt})")
+            g = self.array(S.GRAD_PREFIX + p)
+            shape = self.shape_text(self.api_shape(p))
+            if chunked:
+                pro.append(f"{g}_chunks = np.empty((C, {shape[1:]}, dtype={self.dt})  # partial gradients")
+                pro.append(f"{g}_total = {g}_chunks[0]  # their sum, after each batch's chunks")
+                views.append(f"{g} = {g}_chunks[chunk]")
+            else:
+                pro.append(f"{g} = np.empty({shape}, dtype={self.dt})")
+        for name in self.row_buffers:
+            if chunked:
+                pro.append(f"{name}_chunks = np.empty((C, R))  # a row reduction kept for later statements")
+                views.append(f"{name} = {name}_chunks[chunk]")
+            else:
+                pro.append(f"{name} = np.empty(N)  # a row reduction kept for later statements")
+        if chunked:
+            pro.append("loss_parts = np.empty(C)")
         pro += opt_pro
 
         loop = ["", "for b in range(n_batches):", f"{_INDENT}start = b * batch_size",
-                f"{_INDENT}N = min(batch_size, n_rows - start)",
-                f"{_INDENT}# gather the batch's rows"]
-        gather = ["for r in range(N):", f"{_INDENT}row = order[start + r]"]
-        for v, src in ((x, "X"), (tgt, "T")):
-            buf = f"{self.array(v)}_buf"
-            if len(self.api_shape(v)) == 2:
-                gather += [f"{_INDENT}for c in range({src}.shape[1]):", f"{_INDENT * 2}{buf}[r, c] = {src}[row, c]"]
-            else:
-                gather.append(f"{_INDENT}{buf}[r] = {src}[row]")
-        loop += [_INDENT + line for line in gather]
-        loop += [f"{_INDENT}{self.array(v)} = {self.array(v)}_buf[:N]" for v in (x, tgt)]
-        loop += [_INDENT + line for line in views]
-        loop += [(_INDENT + line) if line else "" for line in loop_body]
-        loop += [f"{_INDENT}loss = {total}",
-                 f"{_INDENT}losses_out[b] = loss",
+                f"{_INDENT}N = min(batch_size, n_rows - start)"]
+        ind = _INDENT
+        if chunked:
+            if self.before_chunks:
+                loop += ["", f"{ind}# row-independent values (they read no batched array)",
+                         *[ind + x for x in self.before_chunks]]
+            loop += ["", f"{ind}n_chunks = min(C, N)",
+                     f"{ind}for chunk in numba.prange(n_chunks):",
+                     f"{ind * 2}lo = chunk * N // n_chunks",
+                     f"{ind * 2}Nc = (chunk + 1) * N // n_chunks - lo",
+                     f"{ind * 2}# this chunk's rows of the batch"]
+            ind = _INDENT * 2
+            gather = self._gather(x, tgt, "chunk, ", "start + lo")
+            inputs = [f"{self.array(v)} = {self.array(v)}_buf[chunk, :Nc]" for v in (x, tgt)]
+        else:
+            loop.append(f"{ind}# gather the batch's rows")
+            gather = self._gather(x, tgt, "", "start")
+            inputs = [f"{self.array(v)} = {self.array(v)}_buf[:N]" for v in (x, tgt)]
+        loop += [ind + line for line in gather + inputs + views]
+        loop += [(ind + line) if line else "" for line in loop_body]
+        if chunked:
+            terms = total.split(" + ")
+            rows = [t for t in terms if t not in self.const_scalars]
+            loop += [f"{ind}loss_parts[chunk] = {' + '.join(rows) or '0.0'}",
+                     f"{_INDENT}loss = {' + '.join(self.const_scalars) or '0.0'}",
+                     f"{_INDENT}for chunk in range(n_chunks):",
+                     f"{_INDENT * 2}loss += loss_parts[chunk]"]
+        else:
+            loop += [f"{_INDENT}loss = {total}"]
+        loop += [f"{_INDENT}losses_out[b] = loss",
                  f"{_INDENT}if not math.isfinite(loss):",
-                 f"{_INDENT * 2}return b  # this batch's update is not applied",
-                 *[(_INDENT + line) if line else "" for line in opt_step],
-                 "return n_batches"]
+                 f"{_INDENT * 2}return b  # this batch's update is not applied"]
+        if chunked:
+            loop += ["", f"{_INDENT}# the chunks' partial gradients, added into the first chunk's"]
+            for p in sig.parameters:
+                g = self.array(S.GRAD_PREFIX + p)
+                loop += [f"{_INDENT}for chunk in range(1, n_chunks):",
+                         f"{_INDENT * 2}{g}_part = {g}_chunks[chunk].reshape({g}_f.size)",
+                         f"{_INDENT * 2}for e in range({g}_f.size):",
+                         f"{_INDENT * 3}{g}_f[e] += {g}_part[e]"]
+            if self.after_chunks:
+                loop += ["", f"{_INDENT}# row-independent gradient terms (penalties), once",
+                         *[_INDENT + x for x in self.after_chunks]]
+        loop += [*[(_INDENT + line) if line else "" for line in opt_step], "return n_batches"]
         body = pro + loop
 
         name = self.bp.graph.graph.get("name", "network")
         args = ["X", "T", "order", "batch_size", *params, *state, "hyper", "step0", "losses_out"]
+        if chunked:   # numba.get_num_threads() inside would keep Numba from caching the function
+            args.append("n_threads")
         flags = 'cache=True, nogil=True, fastmath=False, error_model="numpy"' + (
-            ", parallel=True" if self.parallel else "")
+            ", parallel=True" if self.parallel or chunked else "")
         doc = [f"#   {a}: parameter {p!r}, shape {self._shape_doc(p)}, updated in place"
                for a, p in zip(params, sig.parameters)]
         doc += [f"#   s_{self.array(p)}_{s}: optimizer state {s!r} of {p!r}, updated in place"
                 for p in sig.parameters for s in self.opt.state]
+        form = ("data-parallel: each batch's rows split into one chunk per thread" if chunked
+                else "prange over large elementwise loops" if self.parallel else "serial")
         header = [
             f"# Generated by symprop (kernels.epoch) for network {str(name)!r}, dtype {self.dtype}, "
-            f"backend {'parallel' if self.parallel else 'cpu'}, optimizer {type(self.opt).__name__}.",
+            f"backend {'parallel' if self.parallel or chunked else 'cpu'} ({form}), optimizer {type(self.opt).__name__}.",
             "# Forward and backward statements are printed from the equations derived by derive.backprop",
             "# (the same walk as loss_and_grads), the update from the optimizer's equations; each is",
             "# repeated in a comment. Do not edit: the file name is a hash of its content.",
@@ -301,6 +479,7 @@ class _EpochGenerator(_Generator):
             *IMPORTS,
             "",
             f"PARALLEL_MIN = {self.parallel_min}",
+            f"CHUNKED = {chunked}",
             "",
             "",
             *HELPERS,
@@ -311,21 +490,33 @@ class _EpochGenerator(_Generator):
             *doc,
             f"#   hyper: float64 [{', '.join(hyper_names(self.opt))}]; step0: steps taken before this epoch",
             "#   losses_out: float64 (n_batches,), each batch's objective",
+            *(["#   n_threads: Numba's thread count (numba.get_num_threads()): the chunks of a batch"] if chunked else []),
             f"@numba.njit({flags})",
             f"def {EPOCH_FUNCTION_NAME}({', '.join(args)}):",
         ]
         return "\n".join(header + [(_INDENT + line) if line else "" for line in body]) + "\n"
 
 
-def generate_epoch(net, optimizer, dtype="float64", backend: str = "cpu", parallel_min: int | None = None) -> str:
+def generate_epoch(net, optimizer, dtype="float64", backend: str = "cpu", parallel_min: int | None = None,
+                   chunked: bool | None = None) -> str:
     """Python source of a module with the ``@numba.njit`` function ``train_epoch`` (see the module
-    docstring); ``net`` is a network graph or its :class:`derive.Backprop`. ``parallel_min``
-    (backend ``"parallel"`` only): the size from which elementwise loops use ``prange``
-    (default :data:`PARALLEL_MIN`, read at each call)."""
+    docstring); ``net`` is a network graph or its :class:`derive.Backprop`.
+
+    Backend ``"parallel"``: the data-parallel form (``chunked``, module-level ``CHUNKED = True``)
+    when every statement allows it (:mod:`kernels.chunks`), else ``prange`` over elementwise
+    loops of at least ``parallel_min`` elements (default :data:`PARALLEL_MIN`). ``chunked=False``
+    forces the latter; ``chunked=True`` raises :class:`NotChunkable` when it cannot be had."""
     if backend not in ("cpu", "parallel"):
         raise ValueError(f"unknown backend {backend!r} (available: cpu, parallel)")
-    return _EpochGenerator(net, _dtype_name(dtype), optimizer, backend == "parallel",
-                           PARALLEL_MIN if parallel_min is None else parallel_min).generate_epoch()
+    name = _dtype_name(dtype)
+    threshold = PARALLEL_MIN if parallel_min is None else parallel_min
+    if backend == "parallel" and chunked is not False:
+        try:
+            return _EpochGenerator(net, name, optimizer, True, threshold, chunked=True).generate_epoch()
+        except NotChunkable:
+            if chunked:
+                raise
+    return _EpochGenerator(net, name, optimizer, backend == "parallel", threshold).generate_epoch()
 
 
 assert set(DTYPES) == {"float64", "float32"}

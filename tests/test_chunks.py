@@ -1,0 +1,195 @@
+"""The data-parallel epoch of the "parallel" backend (kernels.chunks, chunked kernels.epoch).
+
+Each batch is split into chunks of rows, one per thread, with partial gradients added after the
+parallel region and row-independent terms (penalties) computed once outside it. The chunked
+function takes the chunk count as an argument, so these tests run it with more chunks than this
+machine has threads (1 to 7, and batches smaller than the chunk count) and compare it with the
+serial epoch function, which test_epoch.py checks against a NumPy loop.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import derive
+from derive.ops import BATCH
+from kernels import chunks
+from kernels.epoch import NotChunkable, generate_epoch, hyper_vector
+from kernels.optim import SGD, Adam
+
+NETS = {
+    "relu-sce": lambda: derive.mlp([3, 6, 5, 4], activation="relu", loss="softmax_cross_entropy"),
+    "relu-mse-l2": lambda: derive.mlp([3, 6, 2], activation="relu", loss="mse", penalty="l2", weight=0.05),
+    "formula-bce-l1": lambda: derive.mlp([4, 5, 1], activation="x*tanh(log(1+exp(x)))", loss="bce_logits",
+                                         penalty="l1", weight=0.02),
+}
+
+
+@pytest.fixture(scope="module")
+def model(compiled_model):
+    return lambda key, dtype="float64": compiled_model(NETS[key], dtype, "parallel")
+
+
+def _data(m, rows, seed):
+    rng = np.random.default_rng(seed)
+    n_in = m.shapes[m.signature.inputs[0]][0]
+    n_out = m.shapes[m.signature.targets[0]][0]
+    X = rng.normal(size=(rows, n_in)).astype(m.dtype)
+    if n_out > 1:
+        T = np.eye(n_out, dtype=m.dtype)[rng.integers(0, n_out, rows)]
+    else:
+        T = rng.integers(0, 2, size=(rows, 1)).astype(m.dtype)
+    return X, T, rng.permutation(rows).astype(np.int64)
+
+
+def _epoch(m, kernel, opt, X, T, order, batch, extra=()):
+    """Run ``kernel`` from fresh parameters (seed 1); (losses, done, parameters, state)."""
+    m.init(1)
+    state = m.init_state(opt)
+    X, T, order, batch, params, arrays = m._epoch_arrays(X, T, order, batch, state, tuple(opt.state))
+    losses = np.full(-(-order.size // batch), np.nan)
+    done = kernel(X, T, order, batch, *params, *arrays, hyper_vector(opt), 2, losses, *extra)
+    return losses, done, {k: v.copy() for k, v in m.parameters.items()}, state
+
+
+def _compare(m, opt, rows, batch, threads, seed=0, rtol=1e-12):
+    serial = m.epoch_kernel(opt, "cpu")
+    par = m.epoch_kernel(opt, "parallel")
+    assert par.chunked
+    X, T, order = _data(m, rows, seed)
+    l1, d1, p1, s1 = _epoch(m, serial, opt, X, T, order, batch)
+    l2, d2, p2, s2 = _epoch(m, par, opt, X, T, order, batch, (threads,))
+    assert d1 == d2 == len(l1)
+    np.testing.assert_allclose(l2, l1, rtol=rtol)
+    for p in p1:
+        np.testing.assert_allclose(p2[p], p1[p], rtol=rtol, atol=rtol * 1e-3, err_msg=p)
+        for slot in opt.state:
+            np.testing.assert_allclose(s2[p][slot], s1[p][slot], rtol=rtol, atol=rtol * 1e-3, err_msg=f"{p} {slot}")
+
+
+@pytest.mark.parametrize("key", sorted(NETS))
+@pytest.mark.parametrize("threads", [1, 2, 3, 7])
+def test_chunked_epoch_equals_serial_float64(model, key, threads):
+    # 23 rows in batches of 5: the last batch (3 rows) has fewer rows than 7 chunks
+    _compare(model(key), Adam(lr=0.01), rows=23, batch=5, threads=threads)
+
+
+@pytest.mark.parametrize("key", ["relu-sce", "relu-mse-l2"])
+def test_chunked_epoch_equals_serial_float32(model, key):
+    _compare(model(key, "float32"), SGD(lr=0.05, momentum=0.9), rows=40, batch=16, threads=2, rtol=2e-5)
+
+
+def test_batch_of_one_row(model):
+    _compare(model("relu-sce"), SGD(lr=0.1), rows=3, batch=1, threads=4)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(1, 6), min_size=3, max_size=4),
+       activation=st.sampled_from(["relu", "sigmoid", "softplus", "x/(1+abs(x))"]),
+       rows=st.integers(1, 30), batch=st.integers(1, 12), threads=st.integers(1, 5), seed=st.integers(0, 99))
+def test_random_networks_chunked_equal_serial(compiled_model, sizes, activation, rows, batch, threads, seed):
+    sizes = sizes[:-1] + [max(2, sizes[-1])]
+    m = compiled_model(lambda: derive.mlp(sizes, activation=activation, loss="softmax_cross_entropy"),
+                       "float64", "parallel")
+    _compare(m, Adam(lr=0.02), rows=rows, batch=batch, threads=threads, seed=seed)
+
+
+def test_penalties_run_outside_the_parallel_region():
+    src = generate_epoch(NETS["relu-mse-l2"](), Adam(), "float64", "parallel")
+    assert "CHUNKED = True" in src and "n_threads" in src
+    region = src[src.index("for chunk in numba.prange(n_chunks):"):src.index("loss_parts[chunk] =")]
+    assert "v_W1" in region and "W1[k,l]²" in region          # the penalty's equation is still shown there
+    assert "/20000" not in region and "(1/10)*v_W" not in region   # but its loops are not
+    after = src[src.index("# row-independent gradient terms"):]
+    assert "_total[" in after
+
+
+def test_tanh_net_falls_back_to_prange_form():
+    """NumPy's SIMD tanh runs through objmode, which the chunked form does not use."""
+    net = derive.mlp([3, 4, 2], activation="tanh", loss="softmax_cross_entropy")
+    src = generate_epoch(net, Adam(), "float64", "parallel")
+    assert "CHUNKED = False" in src and "numba.prange(" in src and "n_threads" not in src
+    with pytest.raises(NotChunkable, match="objmode"):
+        generate_epoch(net, Adam(), "float64", "parallel", chunked=True)
+    assert "CHUNKED = False" in generate_epoch(NETS["relu-sce"](), Adam(), "float64", "parallel", chunked=False)
+
+
+def test_run_uses_chunks_for_large_batches_and_restores_blas_threads(model, monkeypatch):
+    import kernels.epoch
+    from threadpoolctl import threadpool_info
+
+    m = model("relu-sce")
+    opt = Adam(lr=0.01)
+    run = m.epoch_function(opt)
+    X, T, order = _data(m, 64, 0)
+    before = [d["num_threads"] for d in threadpool_info()]
+    monkeypatch.setattr(kernels.epoch, "CHUNK_MIN", 10 ** 9)
+    m.init(1)
+    l_serial, _ = run(X, T, order, 32, m.init_state(opt))
+    assert not m._epoch_choice(lambda: m.epoch_kernel(opt, "parallel"), run.kernel, 32 * 6).chunked
+    monkeypatch.setattr(kernels.epoch, "CHUNK_MIN", 0)
+    m.init(1)
+    l_chunked, done = run(X, T, order, 32, m.init_state(opt))
+    assert done == 2
+    import numba
+
+    if numba.get_num_threads() > 1:
+        assert m._epoch_choice(lambda: m.epoch_kernel(opt, "parallel"), run.kernel, 32 * 6).chunked
+    np.testing.assert_allclose(l_chunked, l_serial, rtol=1e-12)
+    assert [d["num_threads"] for d in threadpool_info()] == before
+
+
+# --- the classification itself -------------------------------------------------------------------
+
+n, i, m_, l = sp.symbols("n i m l", integer=True)
+Z, Y = sp.IndexedBase("z"), sp.IndexedBase("y")
+
+
+def _index_eq(rhs, extents=(BATCH, 4)):
+    return SimpleNamespace(form="index", rhs=rhs, indices=(n, i), extents=extents)
+
+
+def _batched(name):
+    return name in {"z", "y", "G", "A"}
+
+
+def test_roles_of_row_local_and_summed_statements():
+    assert chunks.role(_index_eq(sp.tanh(Z[n, i]) * Y[n, i]), _batched) == "row"
+    assert chunks.role(_index_eq(sp.exp(Z[n, i]) / sp.Sum(sp.exp(Z[n, l]), (l, 0, 3))), _batched) == "row"
+    loss = sp.Sum((Z[m_, 0] - Y[m_, 0]) ** 2, (m_, 0, BATCH - 1)) / BATCH
+    assert chunks.role(SimpleNamespace(form="scalar", rhs=loss), _batched) == "sum"
+    W = sp.IndexedBase("W")
+    assert chunks.role(SimpleNamespace(form="scalar", rhs=sp.Sum(W[i, 0] ** 2, (i, 0, 3))), _batched) == "const"
+    G, A = sp.MatrixSymbol("G", BATCH, 4), sp.MatrixSymbol("A", BATCH, 3)
+    Wm = sp.MatrixSymbol("W", 4, 3)
+    assert chunks.role(SimpleNamespace(form="matrix", rhs=G.T * A), _batched) == "sum"
+    assert chunks.role(SimpleNamespace(form="matrix", rhs=A * Wm.T + sp.OneMatrix(BATCH, 1) * sp.OneMatrix(1, 4)),
+                       _batched) == "row"
+
+
+def test_roles_reject_statements_that_couple_rows():
+    # a batch normalisation's centring: every row reads the whole column
+    centred = Z[n, i] - sp.Sum(Z[m_, i], (m_, 0, BATCH - 1)) / BATCH
+    assert chunks.role(_index_eq(centred), _batched) is None
+    # a non-linear function of a sum over rows
+    squared = sp.Sum(Z[m_, 0], (m_, 0, BATCH - 1)) ** 2
+    assert chunks.role(SimpleNamespace(form="scalar", rhs=squared), _batched) is None
+    # a row-independent term added to a sum over rows (it would be counted once per chunk)
+    G, A = sp.MatrixSymbol("G", BATCH, 4), sp.MatrixSymbol("A", BATCH, 3)
+    Wm = sp.MatrixSymbol("W", 4, 3)
+    assert chunks.role(SimpleNamespace(form="matrix", rhs=G.T * A + Wm), _batched) is None
+    # every row mixed with every other (A·Aᵀ is N×N)
+    assert chunks.role(SimpleNamespace(form="matrix", rhs=A * A.T * G), _batched) is None
+
+
+def test_module_doctest_examples_run():
+    import doctest
+
+    assert doctest.testmod(sys.modules["kernels.chunks"]).failed == 0
