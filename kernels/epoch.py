@@ -262,7 +262,7 @@ class _EpochGenerator(_Generator):
         redo()   # the same statement, accumulating into the summed gradient
         total = re.sub(rf"\b{target}\b", f"{target}_total", "\n".join(self.body[mark:])).split("\n")
         del self.body[mark:]
-        self.after_chunks += [x for x in total]
+        self.after_chunks += total
         return result
 
     def _ufunc_statement(self, name, eq, accumulate) -> bool:
@@ -339,7 +339,7 @@ class _EpochGenerator(_Generator):
 
     def _gather(self, x: str, tgt: str, buf_index: str, first_row: str) -> list[str]:
         """Lines copying the batch's rows (``order[first_row + r]``) into the input/target buffers."""
-        lines = ["for r in range(N_rows):".replace("N_rows", "Nc" if self.chunked else "N"),
+        lines = [f"for r in range({'Nc' if self.chunked else 'N'}):",
                  f"{_INDENT}row = order[{first_row} + r]"]
         for v, src in ((x, "X"), (tgt, "T")):
             buf = f"{self.array(v)}_buf"
