@@ -14,25 +14,22 @@ True
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 
 __all__ = ["single_threaded", "controllable"]
 
-_STATE: dict = {}
-
-
+@functools.cache
 def _blas():
     """threadpoolctl's controller of this process's BLAS libraries (made once), or None."""
-    if "blas" not in _STATE:
-        try:
-            import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS that Numba's np.dot calls)
-            from threadpoolctl import ThreadpoolController
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS that Numba's np.dot calls)
+        from threadpoolctl import ThreadpoolController
 
-            blas = ThreadpoolController().select(user_api="blas")
-            _STATE["blas"] = blas if blas.lib_controllers else None
-        except Exception:  # pragma: no cover - threadpoolctl missing or failing on an odd BLAS
-            _STATE["blas"] = None
-    return _STATE["blas"]
+        blas = ThreadpoolController().select(user_api="blas")
+    except Exception:  # pragma: no cover - threadpoolctl missing or failing on an odd BLAS
+        return None
+    return blas if blas.lib_controllers else None
 
 
 def controllable() -> bool:

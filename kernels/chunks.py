@@ -13,8 +13,8 @@ That is only right when every statement is one of:
     times row-independent factors (``∂L/∂zᵀ·a``, ``∂L/∂zᵀ·𝟙``, ``Σ_m(...)/N``): the chunks'
     partial results add up to the whole;
 ``"const"``
-    a value that reads no batched array at all (a penalty and its gradient): computed by the
-    first chunk only, so that the partials still add up.
+    a value that reads no batched array at all (a penalty and its gradient): computed once,
+    outside the parallel region, so that it is not counted once per chunk.
 
 :func:`role` returns one of these for an equation, or None when a statement couples rows in
 another way (a future batch normalisation, say); the epoch generator then falls back to the

@@ -435,6 +435,7 @@ class _Generator:
         self.printer = KernelPrinter(self.names)
         self.emit = _Emitter(self.printer, self.row_buffer if self.ROW_MEMO else None)
         self.row_buffers: list[str] = []      # float64 (N,) arrays of kept row reductions (workspace mode)
+        self.scalars: list[str] = []          # the objective's terms (loss, penalties), set by walk()
         self.sig = signature(self.bp)
         self.body: list[str] = []
         self.views: dict[str, str] = {}        # sympy name -> 2-D view identifier (1-D arrays)
@@ -720,7 +721,7 @@ class _Generator:
 
         self.body.append("")
         self.body.append("# ---- forward pass ----")
-        scalars = []
+        scalars = self.scalars
         for v in info.order:
             eq = bp.nodes[v].forward
             if eq is None:

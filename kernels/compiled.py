@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -268,9 +269,11 @@ class CompiledModel:
         parameters are the last good ones). ``run.kernel`` is the serial Numba function,
         ``run.hyper`` the float64 hyperparameter vector (sorted names, ``run.hyper_names``).
 
-        Backend ``"parallel"``: a call whose ``batch_size`` times the widest layer reaches
-        :data:`kernels.epoch.PARALLEL_MIN` elements runs the ``parallel=True`` function (compiled
-        on first need); smaller ones run the serial function, which was faster on 2 cores.
+        Backend ``"parallel"``: from :data:`kernels.epoch.CHUNK_MIN` elements (``batch_size``
+        times the widest layer) the data-parallel function runs, with BLAS limited to one thread
+        for the call (or, for a network it cannot take, the ``prange`` function from
+        :data:`kernels.epoch.PARALLEL_MIN`); smaller batches run the serial function, which was
+        faster on 2 cores (see :meth:`_epoch_choice`).
         """
         import numba
 
@@ -284,12 +287,8 @@ class CompiledModel:
             raise ValueError("epoch_function needs a network with one input and one target")
         slots = tuple(optimizer.state)
         model = self
-        made: list = []
-
-        def parallel():
-            if not made:   # once: the kernel lookup builds the optimizer's SymPy key (milliseconds)
-                made.append(model.epoch_kernel(optimizer, "parallel"))
-            return made[0]
+        # looked up once: the lookup builds the optimizer's SymPy key (milliseconds a call)
+        parallel = functools.cache(lambda: model.epoch_kernel(optimizer, "parallel"))
 
         def run(X, T, order, batch_size, state, step0=0):
             X, T, order, batch_size, params, arrays = model._epoch_arrays(X, T, order, batch_size, state, slots)
@@ -309,7 +308,7 @@ class CompiledModel:
         return run
 
 
-_LAYER: list = []
+_LAYER_CHOSEN = False   # set by the first parallel epoch function made in this process
 
 
 def _prefer_threading_layer(chunked: bool) -> None:
@@ -327,9 +326,10 @@ def _prefer_threading_layer(chunked: bool) -> None:
 
     import numba
 
-    if _LAYER or os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER != "default":
+    global _LAYER_CHOSEN
+    if _LAYER_CHOSEN or os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER != "default":
         return
-    _LAYER.append("omp" if chunked else "workqueue")
+    _LAYER_CHOSEN = True
     if chunked:   # the first layer of this order that loads (OpenMP needs libgomp)
         numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
     else:

@@ -234,7 +234,7 @@ class _EpochGenerator(_Generator):
 
     # --- chunked mode: every statement checked; row-independent ones (penalties) move out of the
     # parallel region: values before it, gradient contributions after the chunks' partials are added
-    def _chunk_statement(self, emit, eq, target: str, kind: str, redo=None):
+    def _chunk_statement(self, emit, eq, target: str, kind: str, accumulate: bool, redo=None):
         start, views = len(self.body), dict(self.views)
         result = emit()
         if not self.chunked:
@@ -254,7 +254,7 @@ class _EpochGenerator(_Generator):
             self.const_scalars.append(target)
             self.body.append("# reads no batched array: computed once a step, before the chunks")
             return result
-        if not self._accumulating:
+        if not accumulate:
             self.body.append(f"{target}.fill(0.0)  # its row-independent term is added after the chunks")
         else:
             self.body.append("# reads no batched array: added once, after the chunks' partials")
@@ -279,22 +279,19 @@ class _EpochGenerator(_Generator):
         kind, node = S.parse_name(name)
         return "grad" if kind == "grad" and node in self.sig.parameters else "other"
 
-    def matrix_statement(self, name, eq, accumulate, output):
-        self._accumulating = accumulate
-        base = super(_EpochGenerator, self).matrix_statement
+    def _array_statement(self, base, name, eq, accumulate, output):
         return self._chunk_statement(lambda: base(name, eq, accumulate, output), eq, self.array(name),
-                                     self._target_kind(name), lambda: base(name, eq, True, output))
+                                     self._target_kind(name), accumulate, lambda: base(name, eq, True, output))
+
+    def matrix_statement(self, name, eq, accumulate, output):
+        return self._array_statement(super().matrix_statement, name, eq, accumulate, output)
 
     def index_statement(self, name, eq, accumulate, output):
-        self._accumulating = accumulate
-        base = super(_EpochGenerator, self).index_statement
-        return self._chunk_statement(lambda: base(name, eq, accumulate, output), eq, self.array(name),
-                                     self._target_kind(name), lambda: base(name, eq, True, output))
+        return self._array_statement(super().index_statement, name, eq, accumulate, output)
 
     def scalar_statement(self, v, eq):
-        self._accumulating = False
         return self._chunk_statement(lambda: super(_EpochGenerator, self).scalar_statement(v, eq),
-                                     eq, self.array(v), "scalar")
+                                     eq, self.array(v), "scalar", False)
 
     def optimizer_lines(self, step: str) -> tuple[list[str], list[str]]:
         """(prologue lines, per-step lines) of the update of every parameter."""
@@ -434,8 +431,7 @@ class _EpochGenerator(_Generator):
         loop += [ind + line for line in gather + inputs + views]
         loop += [(ind + line) if line else "" for line in loop_body]
         if chunked:
-            terms = total.split(" + ")
-            rows = [t for t in terms if t not in self.const_scalars]
+            rows = [t for t in self.scalars if t not in self.const_scalars]
             loop += [f"{ind}loss_parts[chunk] = {' + '.join(rows) or '0.0'}",
                      f"{_INDENT}loss = {' + '.join(self.const_scalars) or '0.0'}",
                      f"{_INDENT}for chunk in range(n_chunks):",
