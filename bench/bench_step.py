@@ -221,6 +221,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-jax", action="store_true", help="skip JAX even when it is installed")
     ap.add_argument("--quick", action="store_true", help="only the tiny MLP and batch 32/1024 of the relu net")
+    ap.add_argument("--acts", help="activations of the 784 net, comma-separated (default relu,tanh)")
+    ap.add_argument("--batches", help="batch sizes of the 784 net, comma-separated (default 32,128,1024)")
     args = ap.parse_args(argv)
     os.environ.setdefault("SYMPROP_CACHE", os.path.join(tempfile.gettempdir(), "symprop-bench-cache"))
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -236,8 +238,8 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     order = rng.permutation(ROWS).astype(np.int64)
     cases = [("tiny 2-16-16-1 tanh mse sgd f64", [2, 16, 16, 1], "tanh", "mse", "sgd", "float64", 32)]
-    acts = ["relu"] if args.quick else ["relu", "tanh"]
-    batches = [32, 1024] if args.quick else [32, 128, 1024]
+    acts = args.acts.split(",") if args.acts else ["relu"] if args.quick else ["relu", "tanh"]
+    batches = [int(b) for b in args.batches.split(",")] if args.batches else [32, 1024] if args.quick else [32, 128, 1024]
     for act in acts:
         for b in batches:
             cases.append((f"784-256-128-10 {act} sce adam f32", [784, 256, 128, 10], act, "softmax_cross_entropy",

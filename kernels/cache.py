@@ -1,7 +1,9 @@
 """An on-disk cache of generated kernel modules, so Numba's own cache (``cache=True``) can work.
 
 :func:`load` writes a generated module's source to ``<cache dir>/<key>.py``, where ``key`` is the
-SHA-256 of the source and of the Python, NumPy and Numba versions, and imports it. The cache
+SHA-256 of the source, of the Python, NumPy and Numba versions and of the source of
+:mod:`kernels.vecmath` (which the generated code inlines: Numba's cache would not notice it
+change), and imports it. The cache
 directory is ``$SYMPROP_CACHE`` or ``~/.cache/symprop``. An existing file is never rewritten when
 its content is right (Numba keys its compiled-code cache on the file's modification time); a file
 whose content differs from the source, or that fails to import, is deleted and written again
@@ -42,11 +44,15 @@ def _versions() -> str:
     import numba
     import numpy
 
-    return f"python {sys.version}\nnumpy {numpy.__version__}\nnumba {numba.__version__}\n"
+    from . import vecmath
+
+    inlined = hashlib.sha256(Path(vecmath.__file__).read_bytes()).hexdigest()
+    return (f"python {sys.version}\nnumpy {numpy.__version__}\nnumba {numba.__version__}\n"
+            f"kernels.vecmath {inlined}\n")
 
 
 def cache_key(source: str) -> str:
-    """SHA-256 (hex) of the source and the Python, NumPy and Numba versions."""
+    """SHA-256 (hex) of the source, the Python, NumPy and Numba versions and kernels.vecmath's source."""
     return hashlib.sha256((source + "\n" + _versions()).encode("utf-8")).hexdigest()
 
 

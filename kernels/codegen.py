@@ -26,7 +26,7 @@ Examples
 --------
 >>> import derive
 >>> src = generate(derive.mlp([2, 3, 1], activation="tanh"))
->>> "def loss_and_grads(" in src and "math.tanh" in src
+>>> "def loss_and_grads(" in src and "_tanh(" in src
 True
 """
 
@@ -145,7 +145,8 @@ def _maximal_reductions(expr) -> list:
 
 #: Scalar helpers every generated module defines (stable forms printed by :class:`KernelPrinter`).
 #: The import lines of every generated CPU module.
-IMPORTS = ("import math", "", "import numba", "import numpy as np")
+IMPORTS = ("import math", "", "import numba", "import numpy as np", "",
+           "from kernels.vecmath import exp as _exp, tanh as _tanh  # SIMD-vectorisable, see kernels.vecmath")
 
 HELPERS = (
     "@numba.njit(inline=\"always\")",
@@ -160,17 +161,15 @@ HELPERS = (
     "",
     "@numba.njit(inline=\"always\")",
     "def _sigmoid(a):",
-    "    # 1/(1+exp(-a)) without overflow: exp of a non-positive number only",
-    "    if a >= 0:",
-    "        return 1.0 / (1.0 + math.exp(-a))",
-    "    e = math.exp(a)",
-    "    return e / (1.0 + e)",
+    "    # 1/(1+exp(-a)) for a >= 0, exp(a)/(1+exp(a)) otherwise: exp of a non-positive number only",
+    "    e = _exp(-abs(a))",
+    "    return (1.0 if a >= 0 else e) / (1.0 + e)",
     "",
     "",
     "@numba.njit(inline=\"always\")",
     "def _softplus(a):",
     "    # log(1+exp(a)) without overflow",
-    "    return max(a, 0.0) + math.log1p(math.exp(-abs(a)))",
+    "    return max(a, 0.0) + math.log1p(_exp(-abs(a)))",
     "",
     "",
 )
@@ -234,7 +233,10 @@ def _stabilize(expr: sp.Expr) -> sp.Expr:
 # --- printing ------------------------------------------------------------------------------------
 
 class KernelPrinter(PythonCodePrinter):
-    """Prints scalar element expressions for a Numba loop body (``arr[n, i]``, ``math.exp``)."""
+    """Prints scalar element expressions for a Numba loop body (``arr[n, i]``, ``_exp``).
+
+    ``exp`` and ``tanh`` print as ``_exp``/``_tanh``: :mod:`kernels.vecmath`'s vectorisable
+    functions in CPU modules, ``math.exp``/``math.tanh`` in CUDA modules."""
 
     def __init__(self, names: _Names, settings=None):
         super().__init__(settings or {"fully_qualified_modules": True, "standard": "python3"})
@@ -251,6 +253,12 @@ class KernelPrinter(PythonCodePrinter):
 
     def _print_sign(self, expr):
         return f"_sign({self._print(expr.args[0])})"
+
+    def _print_exp(self, expr):
+        return f"_exp({self._print(expr.args[0])})"
+
+    def _print_tanh(self, expr):
+        return f"_tanh({self._print(expr.args[0])})"
 
     def _print_Sigmoid(self, expr):
         return f"_sigmoid({self._print(expr.args[0])})"
@@ -415,8 +423,8 @@ class _Generator:
     computed. ``workspace=True`` (the body of ``train_epoch``'s batch loop): every intermediate is a
     preallocated buffer (recorded in :attr:`buffers`, allocated once before the loop by the
     caller, viewed as ``buf[:N]`` per batch) and every statement writes into it: products are
-    ``np.dot(a, b, out)``, bias rows and column sums are loops, a whole-array ``tanh``/``exp`` is
-    NumPy's SIMD ufunc called through ``numba.objmode``. ``parallel=True`` adds ``numba.prange``
+    ``np.dot(a, b, out)``, bias rows and column sums are loops (``tanh``/``exp`` in them vectorised
+    by :mod:`kernels.vecmath`). ``parallel=True`` adds ``numba.prange``
     over the outer loop of elementwise index statements of at least :data:`PARALLEL_MIN` elements.
     """
 
@@ -667,32 +675,9 @@ class _Generator:
         self.body.append(f"{self.array(name)} = {code}")
         self.defined.add(name)
 
-    #: whole-array functions evaluated by NumPy's (SIMD) ufunc in workspace mode
-    UFUNCS = {sp.tanh: "np.tanh", sp.exp: "np.exp"}
-
-    def _ufunc_statement(self, name: str, eq, accumulate: bool) -> bool:
-        rhs = eq.rhs
-        if not self.workspace or accumulate or type(rhs) not in self.UFUNCS:
-            return False
-        arg = rhs.args[0]
-        if not isinstance(arg, sp.Indexed) or tuple(arg.indices) != tuple(eq.indices):
-            return False
-        src_name = str(arg.base.label)
-        if src_name not in self.defined and src_name not in self.bp.graph:
-            return False
-        if self.api_shape(self.node_of(src_name)) != self.api_shape(self.node_of(name)):
-            return False
-        src, target = self.array(src_name), self.array(name)
-        # NumPy's SIMD tanh/exp (about 0.2-0.8 ns an element) instead of a scalar libm call per
-        # element in a Numba loop (8-15 ns); objmode costs about 1 µs a call (measured, 2 cores)
-        self.body += ["with numba.objmode():", f"{_INDENT}{self.UFUNCS[type(rhs)]}({src}, {target})"]
-        return True
-
     def index_statement(self, name: str, eq, accumulate: bool, output: bool) -> None:
         if not accumulate and not output:
             self.allocate(name, tuple(eq.extents))
-        if self._ufunc_statement(name, eq, accumulate):
-            return
         levels = [_Level(None)] + [_Level(idx, sp.S.Zero, ext - 1) for idx, ext in zip(eq.indices, eq.extents)]
         rhs = _stabilize(eq.rhs)
         code = self.emit.expr(rhs, levels)

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import functools
-import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Mapping
@@ -295,9 +294,7 @@ class CompiledModel:
             n_batches = -(-order.size // batch_size)
             losses = np.full(n_batches, np.nan)
             fn = model._epoch_choice(parallel, kernel, batch_size * width)
-            with warnings.catch_warnings(), blas_threads.single_threaded() if fn.chunked else nullcontext():
-                # compile-time notice that objmode blocks (NumPy's tanh) hold the GIL: intended
-                warnings.filterwarnings("ignore", message=".*Code running in object mode", category=Warning)
+            with blas_threads.single_threaded() if fn.chunked else nullcontext():
                 extra = (numba.get_num_threads(),) if fn.chunked else ()
                 done = fn(X, T, order, batch_size, *params, *arrays, hyper, int(step0), losses, *extra)
             return losses, int(done)

@@ -21,12 +21,13 @@ from hypothesis import strategies as st
 import derive
 from derive.ops import BATCH
 from kernels import chunks
-from kernels.epoch import NotChunkable, generate_epoch, hyper_vector
+from kernels.epoch import generate_epoch, hyper_vector
 from kernels.optim import SGD, Adam
 
 NETS = {
     "relu-sce": lambda: derive.mlp([3, 6, 5, 4], activation="relu", loss="softmax_cross_entropy"),
     "relu-mse-l2": lambda: derive.mlp([3, 6, 2], activation="relu", loss="mse", penalty="l2", weight=0.05),
+    "tanh-sce": lambda: derive.mlp([3, 6, 5, 4], activation="tanh", loss="softmax_cross_entropy"),
     "formula-bce-l1": lambda: derive.mlp([4, 5, 1], activation="x*tanh(log(1+exp(x)))", loss="bce_logits",
                                          penalty="l1", weight=0.02),
 }
@@ -92,7 +93,7 @@ def test_batch_of_one_row(model):
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.integers(1, 6), min_size=3, max_size=4),
-       activation=st.sampled_from(["relu", "sigmoid", "softplus", "x/(1+abs(x))"]),
+       activation=st.sampled_from(["relu", "tanh", "sigmoid", "softplus", "x/(1+abs(x))"]),
        rows=st.integers(1, 30), batch=st.integers(1, 12), threads=st.integers(1, 5), seed=st.integers(0, 99))
 def test_random_networks_chunked_equal_serial(compiled_model, sizes, activation, rows, batch, threads, seed):
     sizes = sizes[:-1] + [max(2, sizes[-1])]
@@ -111,14 +112,12 @@ def test_penalties_run_outside_the_parallel_region():
     assert "_total[" in after
 
 
-def test_tanh_net_falls_back_to_prange_form():
-    """NumPy's SIMD tanh runs through objmode, which the chunked form does not use."""
+def test_chunked_form_is_optional_and_tanh_nets_take_it():
+    """tanh is kernels.vecmath's (no objmode), so a tanh net gets the data-parallel form too."""
     net = derive.mlp([3, 4, 2], activation="tanh", loss="softmax_cross_entropy")
     src = generate_epoch(net, Adam(), "float64", "parallel")
-    assert "CHUNKED = False" in src and "numba.prange(" in src and "n_threads" not in src
-    with pytest.raises(NotChunkable, match="objmode"):
-        generate_epoch(net, Adam(), "float64", "parallel", chunked=True)
-    assert "CHUNKED = False" in generate_epoch(NETS["relu-sce"](), Adam(), "float64", "parallel", chunked=False)
+    assert "CHUNKED = True" in src and "_tanh(" in src and "objmode" not in src
+    assert "CHUNKED = False" in generate_epoch(net, Adam(), "float64", "parallel", chunked=False)
 
 
 def test_run_uses_chunks_for_large_batches_and_restores_blas_threads(model, monkeypatch):
