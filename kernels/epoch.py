@@ -49,8 +49,10 @@ one chunk of rows per Numba thread (``n_threads``, an extra last argument: calli
 ``prange`` region every chunk gathers its rows and runs every forward and backward statement on
 them, into its own slab of each workspace (``buf[chunk, :Nc]``) and its own partial parameter
 gradients; loops run to the chunk's ``Nc`` rows while formulas keep the batch's ``N``. After the
-region the partials are added into the first chunk's, the chunks' loss parts summed, and the
-optimizer updates serially. Statements that read no batched array (penalties) run once, outside
+region the chunks' loss parts are summed; then a second ``prange`` region splits every
+parameter's elements into one slice per thread, adds the chunks' partial gradients there and
+applies the optimizer's update to the slice (about 3% of a batch-1024 step faster than doing
+both serially, measured on the 784 nets). Statements that read no batched array (penalties) run once, outside
 the region: their values before it, their gradient terms after the partials are added.
 :mod:`kernels.chunks` checks that every statement is row-local, a sum over rows or
 row-independent; a network with any other statement gets the ``prange`` form below. The chunks call BLAS from every
@@ -283,8 +285,10 @@ class _EpochGenerator(_Generator):
         return self._chunk_statement(lambda: super(_EpochGenerator, self).scalar_statement(v, eq),
                                      eq, self.array(v), "scalar", False)
 
-    def optimizer_lines(self, step: str) -> tuple[list[str], list[str]]:
-        """(prologue lines, per-step lines) of the update of every parameter."""
+    def optimizer_lines(self, step: str) -> tuple[list[str], list[str], list[tuple]]:
+        """(prologue lines, the step's scalar lines, one ``(parameter, flats, body(flats))`` per
+        parameter) of the update: ``flats`` maps ``w``, ``g`` and each state slot to its flat
+        array, ``body`` prints the per-element statements for element ``e`` of given arrays."""
         opt, sig = self.opt, self.sig
         printer = KernelPrinter(self.names)
         r = OptimizerRules(opt, step)
@@ -296,6 +300,16 @@ class _EpochGenerator(_Generator):
                       f"{step} = step0 + b + 1"]
         for e, sym in r.scalars.items():
             step_lines.append(f"{printer.doprint(sym)} = {self.dt}({printer.doprint(e)})")
+        rule_lines = [(f"# {text}", f"{printer.doprint(lhs)} = {printer.doprint(rhs)}", lhs.name[2:])
+                      for (lhs, rhs), text in zip(rules, pretty)]
+
+        def body(flats):
+            out = [f"o_{k} = {flat}[e]" for k, flat in flats.items()]
+            for comment, line, _ in rule_lines:
+                out += [comment, line]
+            return out + [f"{flats[k]}[e] = o_{k}" for k in dict.fromkeys(k for *_, k in rule_lines)]
+
+        params = []
         for p in sig.parameters:
             w = self.array(p)
             gname = self.array(S.GRAD_PREFIX + p)
@@ -303,26 +317,54 @@ class _EpochGenerator(_Generator):
             pro.append(f"{w}_f = {w}.reshape({w}.size)")
             gsrc = f"{gname}_chunks[0]" if self.chunked else gname   # chunked: the partials' sum
             pro.append(f"{gname}_f = {gsrc}.reshape({w}.size)")
+            if self.chunked:
+                pro.append(f"{gname}_parts = {gname}_chunks.reshape(C, {w}.size)")
             for s in opt.state:
                 arr = f"s_{w}_{s}"
                 flats[s] = f"{arr}_f"
                 pro.append(f"{arr}_f = {arr}.reshape({arr}.size)")
-            body = [f"o_{k} = {flat}[e]" for k, flat in flats.items()]
-            assigned = []
-            for (lhs, rhs), text in zip(rules, pretty):
-                body.append(f"# {text}")
-                body.append(f"{printer.doprint(lhs)} = {printer.doprint(rhs)}")
-                assigned.append(lhs.name[2:])
-            body += [f"{flats[k]}[e] = o_{k}" for k in dict.fromkeys(assigned)]
-            size = f"{w}_f.shape[0]"
-            loop = [f"for e in range({size}):", *[_INDENT + x for x in body]]
-            step_lines.append(f"# parameter {p!r}")
+            params.append((p, flats, body))
+        return pro, step_lines, params
+
+    def update_loops(self, params) -> list[str]:
+        """The serial and ``prange`` forms' update: one loop over each parameter's elements."""
+        lines = []
+        for p, flats, body in params:
+            size = f"{flats['w']}.shape[0]"
+            loop = [f"for e in range({size}):", *[_INDENT + x for x in body(flats)]]
+            lines.append(f"# parameter {p!r}")
             if self.parallel:
-                step_lines += [f"if {size} >= PARALLEL_MIN:", f"{_INDENT}for e in numba.prange({size}):",
-                               *[_INDENT * 2 + x for x in body], "else:", *[_INDENT + x for x in loop]]
+                lines += [f"if {size} >= PARALLEL_MIN:", f"{_INDENT}for e in numba.prange({size}):",
+                          *[_INDENT * 2 + x for x in body(flats)], "else:", *[_INDENT + x for x in loop]]
             else:
-                step_lines += loop
-        return pro, step_lines
+                lines += loop
+        return lines
+
+    def sliced_region(self, params, add: bool, update: bool) -> list[str]:
+        """The data-parallel form's update: one ``prange`` region in which part ``q`` of ``C``
+        takes elements ``[e_lo, e_hi)`` of every parameter, adds the chunks' partial gradients
+        there (``add``) and applies the update rules to them (``update``). Slices, not
+        ``range(e_lo, e_hi)``: indices that Numba cannot prove non-negative get a wraparound check
+        on every access, which kept the loops from vectorising (measured: 15% of a step)."""
+        lines = [f"for q in numba.prange(C):"]
+        I = _INDENT
+        for p, flats, body in params:
+            g = flats["g"]
+            arrays = flats if update else {"g": g}
+            sl = {k: f"{v}_sl" for k, v in arrays.items()}
+            lines += [f"{I}# parameter {p!r}: elements [e_lo, e_hi) of {g}.size",
+                      f"{I}e_lo = {g}.size * q // C",
+                      f"{I}e_hi = {g}.size * (q + 1) // C",
+                      *[f"{I}{sl[k]} = {v}[e_lo:e_hi]" for k, v in arrays.items()]]
+            if add:
+                part = g[:-2] + "_parts"
+                lines += [f"{I}for chunk in range(1, n_chunks):",
+                          f"{I * 2}{part}_sl = {part}[chunk, e_lo:e_hi]",
+                          f"{I * 2}for e in range({sl['g']}.size):",
+                          f"{I * 3}{sl['g']}[e] += {part}_sl[e]"]
+            if update:
+                lines += [f"{I}for e in range({sl['g']}.size):", *[I * 2 + x for x in body(sl)]]
+        return lines
 
     def _gather(self, x: str, tgt: str, buf_index: str, first_row: str) -> list[str]:
         """Lines copying the batch's rows (``order[first_row + r]``) into the input/target buffers."""
@@ -355,7 +397,7 @@ class _EpochGenerator(_Generator):
         self.body = []
         if self.chunked and any(not self.batched(n) for n in self.buffers):
             raise NotChunkable("an intermediate array is not batched")
-        opt_pro, opt_step = self.optimizer_lines("t_step")
+        opt_pro, opt_step, opt_params = self.optimizer_lines("t_step")
         chunked = self.chunked
 
         pro = ["n_rows = order.shape[0]",
@@ -431,18 +473,19 @@ class _EpochGenerator(_Generator):
         loop += [f"{_INDENT}losses_out[b] = loss",
                  f"{_INDENT}if not math.isfinite(loss):",
                  f"{_INDENT * 2}return b  # this batch's update is not applied"]
-        if chunked:
-            loop += ["", f"{_INDENT}# the chunks' partial gradients, added into the first chunk's"]
-            for p in sig.parameters:
-                g = self.array(S.GRAD_PREFIX + p)
-                loop += [f"{_INDENT}for chunk in range(1, n_chunks):",
-                         f"{_INDENT * 2}{g}_part = {g}_chunks[chunk].reshape({g}_f.size)",
-                         f"{_INDENT * 2}for e in range({g}_f.size):",
-                         f"{_INDENT * 3}{g}_f[e] += {g}_part[e]"]
-            if self.after_chunks:
-                loop += ["", f"{_INDENT}# row-independent gradient terms (penalties), once",
-                         *[_INDENT + x for x in self.after_chunks]]
-        loop += [*[(_INDENT + line) if line else "" for line in opt_step], "return n_batches"]
+        step = [(_INDENT + line) if line else "" for line in opt_step]
+        if not chunked:
+            loop += [*step, *[_INDENT + x for x in self.update_loops(opt_params)]]
+        elif self.after_chunks:
+            loop += ["", f"{_INDENT}# the chunks' partial gradients, added into the first chunk's, in parallel",
+                     *[_INDENT + x for x in self.sliced_region(opt_params, add=True, update=False)],
+                     "", f"{_INDENT}# row-independent gradient terms (penalties), once",
+                     *[_INDENT + x for x in self.after_chunks], *step,
+                     *[_INDENT + x for x in self.sliced_region(opt_params, add=False, update=True)]]
+        else:
+            loop += [*step, f"{_INDENT}# in parallel: the chunks' partial gradients added, then the update",
+                     *[_INDENT + x for x in self.sliced_region(opt_params, add=True, update=True)]]
+        loop.append("return n_batches")
         body = pro + loop
 
         name = self.bp.graph.graph.get("name", "network")

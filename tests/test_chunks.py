@@ -112,6 +112,18 @@ def test_penalties_run_outside_the_parallel_region():
     assert "_total[" in after
 
 
+def test_update_runs_on_slices_of_every_parameter_in_parallel():
+    src = generate_epoch(NETS["relu-sce"](), Adam(), "float32", "parallel")
+    update = src[src.index("# in parallel: the chunks' partial gradients added, then the update"):]
+    assert update.startswith("# in parallel") and "for q in numba.prange(C):" in update
+    assert update.count("e_lo = ") == 6 and "range(e_lo" not in update     # slices, not offset ranges
+    # with a penalty, its gradient term comes between the sum and the update: two regions
+    src = generate_epoch(NETS["relu-mse-l2"](), Adam(), "float64", "parallel")
+    tail = src[src.index("# the chunks' partial gradients, added into the first chunk's, in parallel"):]
+    assert tail.count("for q in numba.prange(C):") == 2
+    assert tail.index("# row-independent gradient terms") < tail.index("# ---- optimizer Adam")
+
+
 def test_chunked_form_is_optional_and_tanh_nets_take_it():
     """tanh is kernels.vecmath's (no objmode), so a tanh net gets the data-parallel form too."""
     net = derive.mlp([3, 4, 2], activation="tanh", loss="softmax_cross_entropy")
