@@ -3,8 +3,7 @@
 :func:`load` writes a generated module's source to ``<cache dir>/<key>.py``, where ``key`` is the
 SHA-256 of the source, of the Python, NumPy and Numba versions and of the source of
 :mod:`kernels.vecmath` (which the generated code inlines: Numba's cache would not notice it
-change), and imports it. The cache
-directory is ``$SYMPROP_CACHE`` or ``~/.cache/symprop``. An existing file is never rewritten when
+change), and imports it. The cache directory is ``$SYMPROP_CACHE`` or ``~/.cache/symprop``. An existing file is never rewritten when
 its content is right (Numba keys its compiled-code cache on the file's modification time); a file
 whose content differs from the source, or that fails to import, is deleted and written again
 once.
@@ -18,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -40,6 +40,7 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "symprop"
 
 
+@functools.cache
 def _versions() -> str:
     import numba
     import numpy

@@ -143,11 +143,11 @@ def _maximal_reductions(expr) -> list:
     return found
 
 
-#: Scalar helpers every generated module defines (stable forms printed by :class:`KernelPrinter`).
 #: The import lines of every generated CPU module.
 IMPORTS = ("import math", "", "import numba", "import numpy as np", "",
            "from kernels.vecmath import exp as _exp, tanh as _tanh  # SIMD-vectorisable, see kernels.vecmath")
 
+#: Scalar helpers every generated module defines (stable forms printed by :class:`KernelPrinter`).
 HELPERS = (
     "@numba.njit(inline=\"always\")",
     "def _heaviside(x, h0):",

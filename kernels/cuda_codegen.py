@@ -230,7 +230,8 @@ def _gather1(N, start, X, order, out, stop):
 def _cuda_helpers() -> list[str]:
     """:data:`kernels.codegen.HELPERS` (the stable sigmoid, softplus, ...) as CUDA device functions,
     after ``_exp``/``_tanh`` bound to CUDA's own ``math.exp``/``math.tanh``."""
-    return ["_exp = math.exp", "_tanh = math.tanh", "", ""] + [("@cuda.jit(device=True, cache=True)" if line.startswith("@numba.njit") else line) for line in HELPERS]
+    device = [("@cuda.jit(device=True, cache=True)" if line.startswith("@numba.njit") else line) for line in HELPERS]
+    return ["_exp = math.exp", "_tanh = math.tanh", "", "", *device]
 
 
 def _reduction_sum_ok(red) -> bool:

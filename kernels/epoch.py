@@ -52,12 +52,13 @@ gradients; loops run to the chunk's ``Nc`` rows while formulas keep the batch's 
 region the chunks' loss parts are summed; then a second ``prange`` region splits every
 parameter's elements into one slice per thread, adds the chunks' partial gradients there and
 applies the optimizer's update to the slice (about 3% of a batch-1024 step faster than doing
-both serially, measured on the 784 nets). Statements that read no batched array (penalties) run once, outside
-the region: their values before it, their gradient terms after the partials are added.
-:mod:`kernels.chunks` checks that every statement is row-local, a sum over rows or
-row-independent; a network with any other statement gets the ``prange`` form below. The chunks call BLAS from every
-thread, so :meth:`kernels.compiled.CompiledModel.epoch_function` limits BLAS to one thread for
-the call (:mod:`kernels.blas_threads`) and runs this form from :data:`CHUNK_MIN` elements.
+both serially, measured on the 784 nets). Statements that read no batched array (penalties) run
+once, outside the region: their values before it, their gradient terms after the partials are
+added. :mod:`kernels.chunks` checks that every statement is row-local, a sum over rows or
+row-independent; a network with any other statement gets the ``prange`` form below. The chunks
+call BLAS from every thread, so :meth:`kernels.compiled.CompiledModel.epoch_function` limits
+BLAS to one thread for the call (:mod:`kernels.blas_threads`) and runs this form from
+:data:`CHUNK_MIN` elements.
 
 ``"parallel"``, ``prange`` form: the outer loop of each elementwise index statement and of each
 optimizer loop is ``numba.prange`` when the statement has at least :data:`PARALLEL_MIN`
@@ -88,6 +89,7 @@ True
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 import numpy as np
 import sympy as sp
@@ -285,10 +287,11 @@ class _EpochGenerator(_Generator):
         return self._chunk_statement(lambda: super(_EpochGenerator, self).scalar_statement(v, eq),
                                      eq, self.array(v), "scalar", False)
 
-    def optimizer_lines(self, step: str) -> tuple[list[str], list[str], list[tuple]]:
-        """(prologue lines, the step's scalar lines, one ``(parameter, flats, body(flats))`` per
-        parameter) of the update: ``flats`` maps ``w``, ``g`` and each state slot to its flat
-        array, ``body`` prints the per-element statements for element ``e`` of given arrays."""
+    def optimizer_lines(self, step: str) -> tuple[list[str], list[str], list[tuple], Callable]:
+        """(prologue lines, the step's scalar lines, one ``(parameter, flats, parts)`` per
+        parameter, ``body``) of the update: ``flats`` maps ``w``, ``g`` and each state slot to its
+        flat array, ``parts`` names the chunks' partial gradients as a (C, size) array (chunked
+        form), ``body(flats)`` prints the per-element statements for element ``e`` of the arrays."""
         opt, sig = self.opt, self.sig
         printer = KernelPrinter(self.names)
         r = OptimizerRules(opt, step)
@@ -317,19 +320,20 @@ class _EpochGenerator(_Generator):
             pro.append(f"{w}_f = {w}.reshape({w}.size)")
             gsrc = f"{gname}_chunks[0]" if self.chunked else gname   # chunked: the partials' sum
             pro.append(f"{gname}_f = {gsrc}.reshape({w}.size)")
+            parts = f"{gname}_parts"
             if self.chunked:
-                pro.append(f"{gname}_parts = {gname}_chunks.reshape(C, {w}.size)")
+                pro.append(f"{parts} = {gname}_chunks.reshape(C, {w}.size)")
             for s in opt.state:
                 arr = f"s_{w}_{s}"
                 flats[s] = f"{arr}_f"
                 pro.append(f"{arr}_f = {arr}.reshape({arr}.size)")
-            params.append((p, flats, body))
-        return pro, step_lines, params
+            params.append((p, flats, parts))
+        return pro, step_lines, params, body
 
-    def update_loops(self, params) -> list[str]:
+    def update_loops(self, params, body) -> list[str]:
         """The serial and ``prange`` forms' update: one loop over each parameter's elements."""
         lines = []
-        for p, flats, body in params:
+        for p, flats, _ in params:
             size = f"{flats['w']}.shape[0]"
             loop = [f"for e in range({size}):", *[_INDENT + x for x in body(flats)]]
             lines.append(f"# parameter {p!r}")
@@ -340,15 +344,15 @@ class _EpochGenerator(_Generator):
                 lines += loop
         return lines
 
-    def sliced_region(self, params, add: bool, update: bool) -> list[str]:
+    def sliced_region(self, params, body, add: bool, update: bool) -> list[str]:
         """The data-parallel form's update: one ``prange`` region in which part ``q`` of ``C``
         takes elements ``[e_lo, e_hi)`` of every parameter, adds the chunks' partial gradients
         there (``add``) and applies the update rules to them (``update``). Slices, not
         ``range(e_lo, e_hi)``: indices that Numba cannot prove non-negative get a wraparound check
         on every access, which kept the loops from vectorising (measured: 15% of a step)."""
-        lines = [f"for q in numba.prange(C):"]
+        lines = ["for q in numba.prange(C):"]
         I = _INDENT
-        for p, flats, body in params:
+        for p, flats, part in params:
             g = flats["g"]
             arrays = flats if update else {"g": g}
             sl = {k: f"{v}_sl" for k, v in arrays.items()}
@@ -357,7 +361,6 @@ class _EpochGenerator(_Generator):
                       f"{I}e_hi = {g}.size * (q + 1) // C",
                       *[f"{I}{sl[k]} = {v}[e_lo:e_hi]" for k, v in arrays.items()]]
             if add:
-                part = g[:-2] + "_parts"
                 lines += [f"{I}for chunk in range(1, n_chunks):",
                           f"{I * 2}{part}_sl = {part}[chunk, e_lo:e_hi]",
                           f"{I * 2}for e in range({sl['g']}.size):",
@@ -397,7 +400,7 @@ class _EpochGenerator(_Generator):
         self.body = []
         if self.chunked and any(not self.batched(n) for n in self.buffers):
             raise NotChunkable("an intermediate array is not batched")
-        opt_pro, opt_step, opt_params = self.optimizer_lines("t_step")
+        opt_pro, opt_step, opt_params, opt_body = self.optimizer_lines("t_step")
         chunked = self.chunked
 
         pro = ["n_rows = order.shape[0]",
@@ -475,16 +478,16 @@ class _EpochGenerator(_Generator):
                  f"{_INDENT * 2}return b  # this batch's update is not applied"]
         step = [(_INDENT + line) if line else "" for line in opt_step]
         if not chunked:
-            loop += [*step, *[_INDENT + x for x in self.update_loops(opt_params)]]
+            loop += [*step, *[_INDENT + x for x in self.update_loops(opt_params, opt_body)]]
         elif self.after_chunks:
             loop += ["", f"{_INDENT}# the chunks' partial gradients, added into the first chunk's, in parallel",
-                     *[_INDENT + x for x in self.sliced_region(opt_params, add=True, update=False)],
+                     *[_INDENT + x for x in self.sliced_region(opt_params, opt_body, add=True, update=False)],
                      "", f"{_INDENT}# row-independent gradient terms (penalties), once",
                      *[_INDENT + x for x in self.after_chunks], *step,
-                     *[_INDENT + x for x in self.sliced_region(opt_params, add=False, update=True)]]
+                     *[_INDENT + x for x in self.sliced_region(opt_params, opt_body, add=False, update=True)]]
         else:
             loop += [*step, f"{_INDENT}# in parallel: the chunks' partial gradients added, then the update",
-                     *[_INDENT + x for x in self.sliced_region(opt_params, add=True, update=True)]]
+                     *[_INDENT + x for x in self.sliced_region(opt_params, opt_body, add=True, update=True)]]
         loop.append("return n_batches")
         body = pro + loop
 

@@ -22,8 +22,9 @@ The algorithms are Cephes' (S. L. Moshier), branch-free:
 
 Accuracy (``tests/test_vecmath.py``, against the exact value in long double): within 2 ulp in
 float32 and float64 over random arguments up to the overflow bound, subnormal results of ``exp``
-included, and for any finite float64 (hypothesis). Each has a float32 and a float64 implementation, chosen by
-the argument's Numba type; called from Python they are NumPy's functions.
+included, and for any finite float64 (hypothesis). Each has a float32 and a float64
+implementation, chosen by the argument's Numba type; called from Python they are NumPy's
+functions.
 
 Examples
 --------
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.extending import intrinsic, overload
 
 __all__ = ["exp", "tanh"]
@@ -88,8 +89,14 @@ def _where(typingctx, cond, a, b):
     return a(types.boolean, a, b), codegen
 
 
+#: both implementations are inlined into the caller's IR: LLVM does not inline them into a large
+#: kernel by itself, and a call keeps the loop from vectorising
+_inline = njit(inline="always", error_model="numpy")
+
+
 # --- float64 -------------------------------------------------------------------------------------
 
+@_inline
 def _exp64(x):
     # NaN compares false: it passes both caps unchanged and comes out NaN
     c = _where(x < -746.0, -746.0, x)
@@ -111,6 +118,7 @@ def _exp64(x):
     return _where(x == x, y, x)
 
 
+@_inline
 def _tanh64(x):
     a = np.abs(x)
     s = x * x
@@ -135,6 +143,7 @@ _T32 = tuple(_F(c) for c in (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531
 _SMALL32, _CAP32, _ZERO32 = _F(0.625), _F(10.0), _F(0.0)
 
 
+@_inline
 def _exp32(x):
     c = _where(x < _LO32, _LO32, x)
     c = _where(c > _HI32, _HI32, c)
@@ -151,6 +160,7 @@ def _exp32(x):
     return _where(x == x, y, x)
 
 
+@_inline
 def _tanh32(x):
     a = np.abs(x)
     s = x * x
@@ -161,20 +171,13 @@ def _tanh32(x):
 
 
 def _register(public, impl64, impl32):
-    """Numba overload of ``public``: ``impl32`` for float32, ``impl64`` for other numbers, both
-    inlined into the caller's IR (LLVM does not inline them into a large kernel by itself)."""
-    from numba import njit
-
-    jit64 = njit(inline="always", error_model="numpy")(impl64)
-    jit32 = njit(inline="always", error_model="numpy")(impl32)
-    globals()[impl64.__name__], globals()[impl32.__name__] = jit64, jit32
-
+    """Numba overload of ``public``: ``impl32`` for float32, ``impl64`` for other numbers."""
     @overload(public, inline="always")
     def _typed(x):
         if x == types.float32:
-            return impl32
+            return lambda x: impl32(x)
         if isinstance(x, (types.Float, types.Integer, types.Boolean)):
-            return lambda x: jit64(np.float64(x))
+            return lambda x: impl64(np.float64(x))
         return None
 
 

@@ -1,6 +1,7 @@
 """kernels.vecmath: vectorisable exp and tanh, against NumPy (float64 reference) in ulps, at the
 edges (overflow, subnormals, inf, NaN), and checked to be vectorised (SIMD) in a Numba loop."""
 
+import platform
 import re
 import sys
 
@@ -90,7 +91,7 @@ def test_any_finite_float64(v, name):
 
 
 def test_loops_are_vectorised_and_call_no_libm():
-    if not re.search(r"x86|amd64", __import__("platform").machine().lower()):
+    if not re.search(r"x86|amd64", platform.machine().lower()):
         pytest.skip("the SIMD check reads x86 LLVM IR")
     for fn in (_map_exp, _map_tanh):
         for sig in fn.signatures:
