@@ -16,6 +16,7 @@ from .build import Builder, mlp
 from .derivation import Backprop, Equation, backprop
 from .errors import GraphError, SpecError, SymPropError
 from .evaluate import evaluate
+from .fingerprint import fingerprint
 from .graph import GraphInfo, parameters, validate
 from .ops import OPS, get_op
 from .parse import FormulaError, parse_formula
@@ -26,7 +27,7 @@ from .symbolic import random_values, symbolic_gradients, symbolic_loss
 
 __all__ = [
     "Builder", "mlp", "Backprop", "Equation", "backprop", "GraphError", "SpecError", "SymPropError",
-    "FormulaError", "evaluate", "GraphInfo", "parameters", "validate", "OPS", "get_op", "parse_formula",
+    "FormulaError", "evaluate", "fingerprint", "GraphInfo", "parameters", "validate", "OPS", "get_op", "parse_formula",
     "latex_equation", "pretty_equation", "CONVENTIONS", "derivative", "load", "loads_toml", "save",
     "random_values", "symbolic_gradients", "symbolic_loss",
 ]

@@ -8,6 +8,14 @@ its content is right (Numba keys its compiled-code cache on the file's modificat
 whose content differs from the source, or that fails to import, is deleted and written again
 once.
 
+:func:`remember` and :func:`recall` keep a second, small index under ``<cache dir>/derived/``:
+a name (the fingerprint of a network and of what was generated for it, see
+:func:`kernels.compiled.compile`) -> the key of the module generated for it. A second process
+finds the module by the network's fingerprint and skips the derivation and code generation.
+An entry is trusted only when the module it names exists and still hashes to its key; anything
+else (missing, unreadable, malformed, stale) reads as a miss, and the caller derives again and
+overwrites the entry.
+
 Examples
 --------
 >>> key = cache_key("VALUE = 1\\n")
@@ -20,6 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import json
 import os
 import sys
 import tempfile
@@ -27,7 +36,8 @@ import threading
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["cache_dir", "cache_key", "source_path", "write_source", "load", "clear_memory"]
+__all__ = ["cache_dir", "cache_key", "source_path", "write_source", "load", "clear_memory",
+           "generator_version", "remember", "recall"]
 
 _LOCK = threading.Lock()
 _LOADED: dict[str, ModuleType] = {}
@@ -50,6 +60,16 @@ def _versions() -> str:
     inlined = hashlib.sha256(Path(vecmath.__file__).read_bytes()).hexdigest()
     return (f"python {sys.version}\nnumpy {numpy.__version__}\nnumba {numba.__version__}\n"
             f"kernels.vecmath {inlined}\n")
+
+
+@functools.cache
+def generator_version() -> str:
+    """SHA-256 of the ``kernels`` package's source files and of :func:`_versions`: what the
+    generated code depends on besides the network's derivation (see :func:`derive.fingerprint`)."""
+    h = hashlib.sha256(_versions().encode("utf-8"))
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def cache_key(source: str) -> str:
@@ -133,6 +153,42 @@ def load(source: str) -> ModuleType:
             module = _import(path)
         _LOADED[key] = module
         return module
+
+
+def _index_path(name: str) -> Path:
+    if len(name) != 64 or any(c not in "0123456789abcdef" for c in name):
+        raise ValueError(f"index names are SHA-256 hex digests, got {name!r}")
+    return cache_dir() / "derived" / f"{name}.json"
+
+
+def remember(name: str, source: str, **meta) -> None:
+    """Record that ``source`` (already written by :func:`load`) was generated for ``name``, with
+    JSON-native ``meta`` (returned by :func:`recall`). Written atomically; replaces any entry."""
+    path = _index_path(name)
+    entry = json.dumps({"source": cache_key(source), "meta": meta}, sort_keys=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(entry)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def recall(name: str) -> tuple[str, dict] | None:
+    """``(source, meta)`` remembered for ``name``, or None when there is no sound entry: the
+    entry must parse and name a cached module whose content still hashes to its key."""
+    try:
+        entry = json.loads(_index_path(name).read_text(encoding="utf-8"))
+        key, meta = entry["source"], entry["meta"]
+        if not isinstance(key, str) or not isinstance(meta, dict):
+            return None
+        source = (cache_dir() / f"{key}.py").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+    return (source, meta) if cache_key(source) == key else None
 
 
 def clear_memory() -> None:

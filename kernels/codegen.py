@@ -44,7 +44,7 @@ from derive import symbols as S
 from derive.ops import BATCH
 from derive.stable import stabilize
 
-__all__ = ["generate", "Signature", "signature", "FUNCTION_NAME", "DTYPES"]
+__all__ = ["generate", "Signature", "signature", "graph_signature", "FUNCTION_NAME", "DTYPES"]
 
 FUNCTION_NAME = "loss_and_grads"
 DTYPES = {"float64": "np.float64", "float32": "np.float32"}
@@ -95,11 +95,15 @@ class Signature:
 
 def signature(bp) -> Signature:
     """Inputs and targets in topological order, parameters in :func:`derive.parameters` order."""
-    g = bp.graph
-    order = bp.info.order
+    return graph_signature(bp.graph, bp.info)
+
+
+def graph_signature(g, info) -> Signature:
+    """:func:`signature` from the graph and its :class:`derive.GraphInfo` (no derivation needed)."""
+    order = info.order
     return Signature(tuple(v for v in order if g.nodes[v]["op"] == "input"),
                      tuple(v for v in order if g.nodes[v]["op"] == "target"),
-                     tuple(bp.parameters))
+                     tuple(derive.parameters(g)))
 
 
 # --- reductions ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Mapping
@@ -21,7 +22,7 @@ import numpy as np
 import derive
 
 from . import blas_threads, cache
-from .codegen import FUNCTION_NAME, Signature, _dtype_name, generate, signature
+from .codegen import FUNCTION_NAME, Signature, _dtype_name, generate, graph_signature
 
 __all__ = ["compile", "CompiledModel", "BACKENDS"]
 
@@ -45,8 +46,13 @@ class CompiledModel:
 
     Attributes
     ----------
-    net, backprop:
-        The network and its derivation (:func:`derive.backprop`).
+    net, info:
+        The network and its :class:`derive.GraphInfo` (order, shapes, arguments).
+    backprop:
+        Its derivation (:func:`derive.backprop`), made on first use when :func:`compile` found the
+        generated code by the network's fingerprint (a warm process needs no derivation to train).
+    warnings:
+        The derivation's plain-language warnings (``Backprop.warnings``), kept with the code.
     dtype:
         ``numpy.float64`` or ``numpy.float32``: parameters, inputs and gradients are of this type.
     source, path:
@@ -58,19 +64,28 @@ class CompiledModel:
     """
 
     def __init__(self, net, source: str, path: Path, kernel, bp, sig: Signature, dtype: str, backend: str,
-                 seed: int = 0):
+                 seed: int = 0, *, info: derive.GraphInfo | None = None, warnings: list[str] | None = None):
         self.net = net
-        self.backprop = bp
+        self._backprop = bp
+        self.info = bp.info if bp is not None else info if info is not None else derive.validate(net)
+        self.warnings = list(bp.warnings if bp is not None else warnings or [])
         self.signature = sig
         self.source = source
         self.path = path
         self.kernel = kernel
         self.dtype = np.dtype(dtype)
         self.backend = backend
-        self.shapes = {v: tuple(bp.info.shapes[v]) for v in bp.info.order}
+        self.shapes = {v: tuple(self.info.shapes[v]) for v in self.info.order}
         self.parameters: dict[str, np.ndarray] = {}
         self._epoch_kernels: dict[tuple, object] = {}
         self.init(seed)
+
+    @property
+    def backprop(self) -> derive.Backprop:
+        """The network's derivation, derived on first use if :func:`compile` did not need it."""
+        if self._backprop is None:
+            self._backprop = derive.backprop(self.net)
+        return self._backprop
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.net.graph.get('name', 'network')!r}, dtype={self.dtype.name}, "
@@ -185,7 +200,8 @@ class CompiledModel:
         key = (epoch.optimizer_key(optimizer), backend, epoch.PARALLEL_MIN if backend == "parallel" else None)
         fn = self._epoch_kernels.get(key)
         if fn is None:
-            source = epoch.generate_epoch(self.backprop, optimizer, self.dtype.name, backend)
+            source, _ = _remembered(_generated_name(self.net, "train_epoch", repr(key), self.dtype.name), lambda: (
+                epoch.generate_epoch(self.backprop, optimizer, self.dtype.name, backend), {}))
             module = cache.load(source)
             fn = getattr(module, epoch.EPOCH_FUNCTION_NAME)
             fn.chunked = bool(getattr(module, "CHUNKED", False))   # the data-parallel form
@@ -215,7 +231,7 @@ class CompiledModel:
 
     def _row_width(self) -> int:
         """The most elements one example occupies in any batched array (the widest layer)."""
-        info = self.backprop.info
+        info = self.info
         return max([int(np.prod(info.shapes[v])) for v in info.order if info.batched[v]] or [1])
 
     def _epoch_arrays(self, X, T, order, batch_size, state, slots: tuple[str, ...]):
@@ -350,8 +366,39 @@ def compile(net, backend: str = "cpu", dtype="float64", seed: int = 0) -> Compil
         from .cuda_model import compile_cuda
 
         return compile_cuda(net, name, seed)
-    bp = derive.backprop(net)
-    source = generate(bp, name)
+    info = derive.validate(net)
+    made = []
+
+    def derive_and_generate():
+        made.append(derive.backprop(net))
+        return generate(made[0], name), {"warnings": list(made[0].warnings)}
+
+    source, meta = _remembered(_generated_name(net, "loss_and_grads", name), derive_and_generate)
     module = cache.load(source)
-    return CompiledModel(net, source, Path(module.__file__), getattr(module, FUNCTION_NAME), bp, signature(bp),
-                         name, backend, seed)
+    return CompiledModel(net, source, Path(module.__file__), getattr(module, FUNCTION_NAME),
+                         made[0] if made else None, graph_signature(net, info), name, backend, seed,
+                         info=info, warnings=meta.get("warnings"))
+
+
+def _generated_name(net, *what) -> str | None:
+    """SHA-256 of the network's :func:`derive.fingerprint`, :func:`kernels.cache.generator_version`
+    and ``what`` (which function, for which dtype, optimizer, backend); None without a fingerprint."""
+    fp = derive.fingerprint(net)
+    if fp is None:
+        return None
+    text = "\n".join([fp, cache.generator_version(), *map(str, what)])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _remembered(name: str | None, make) -> tuple[str, dict]:
+    """``(source, meta)`` remembered under ``name`` (:func:`kernels.cache.recall`), else ``make()``,
+    whose source is written to the cache and remembered. A warm process skips ``make``: the
+    derivation (``derive.backprop``, about 0.3 s for a 784-256-128-10 net) and the code generation."""
+    found = cache.recall(name) if name is not None else None
+    if found is not None:
+        return found
+    source, meta = make()
+    if name is not None:
+        cache.write_source(source)
+        cache.remember(name, source, **meta)
+    return source, meta

@@ -79,8 +79,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 def output_node(model) -> str:
     """The node whose value the loss compares with the target (the network's prediction)."""
-    bp = model.backprop
-    return bp.info.args[bp.info.loss]["y"]
+    info = model.info
+    return info.args[info.loss]["y"]
 
 
 def predict(model, X) -> np.ndarray:
@@ -115,7 +115,7 @@ def accuracy(model, X, T) -> float | None:
         return float(np.mean(np.argmax(y, axis=1) == np.argmax(T, axis=1)))
     if not np.all((T == 0) | (T == 1)):
         return None
-    loss_fn = model.net.nodes[model.backprop.info.loss].get("function")
+    loss_fn = model.net.nodes[model.info.loss].get("function")
     threshold = 0.0 if loss_fn == "bce_logits" else 0.5
     return float(np.mean((y[:, 0] > threshold) == (T[:, 0] == 1)))
 
@@ -237,7 +237,7 @@ def train(model, X, T, *, epochs: int = 10, batch_size: int = 32, optimizer=None
     if X_val is not None:
         X_val, T_val = _check_data(model, X_val, T_val, "validation")
 
-    for w in model.backprop.warnings:
+    for w in model.warnings:
         warnings.warn(w, RuntimeWarning, stacklevel=2)
 
     state = model.init_state(optimizer)

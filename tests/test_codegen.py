@@ -8,6 +8,7 @@ is compiled once per session (module-scoped fixtures) into a temporary cache dir
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -231,6 +232,113 @@ def test_corrupt_cache_file_is_rewritten(kernel_cache):
     assert path.read_text(encoding="utf-8") == src
     stat = os.stat(path)
     assert cache.load(src) is module and os.stat(path).st_mtime_ns == stat.st_mtime_ns
+
+
+def _no_derivation(monkeypatch):
+    """Make ``derive.backprop`` fail loudly: a compile that still derives is caught."""
+    def refuse(net):
+        raise AssertionError("derived again")
+
+    monkeypatch.setattr(derive, "backprop", refuse)
+
+
+def test_warm_compile_skips_the_derivation(compiled, monkeypatch):
+    """A compile that finds the network's fingerprint in the index loads the remembered module
+    without deriving or generating; the derivation is made only when something asks for it."""
+    from kernels import cache, optim
+    from kernels.compiled import compile
+
+    model = compiled("relu_sce")
+    model.epoch_function(optim.SGD(lr=0.1))         # remembers the epoch source too
+    cache.clear_memory()
+    with monkeypatch.context() as m:
+        _no_derivation(m)
+        again = compile(NETS["relu_sce"]())
+        assert again.source == model.source and again.path == model.path
+        assert again.signature == model.signature and again.shapes == model.shapes
+        assert again.warnings == []
+        values = _values(model)
+        l1, g1 = _run(model, values)
+        l2, g2 = _run(again, values)
+        assert l1 == l2 and all(np.array_equal(g1[p], g2[p]) for p in g1)
+        run = again.epoch_function(optim.SGD(lr=0.1))
+        assert run.kernel.py_func.__module__.startswith(cache.MODULE_PREFIX)
+        with pytest.raises(AssertionError, match="derived again"):
+            again.backprop
+    assert again.backprop.info.order == model.backprop.info.order
+
+
+def test_warnings_are_remembered_with_the_code(monkeypatch):
+    from kernels import cache
+    from kernels.compiled import compile
+
+    make = lambda: derive.mlp([2, 3, 1], activation="step", loss="mse")   # noqa: E731
+    first = compile(make())
+    assert first.warnings and "zero derivative" in first.warnings[0]
+    cache.clear_memory()
+    with monkeypatch.context() as m:
+        _no_derivation(m)
+        assert compile(make()).warnings == first.warnings
+
+
+@pytest.mark.parametrize("damage", ["garbage", "wrong_key", "missing_source", "edited_source"])
+def test_a_bad_index_entry_is_a_miss_and_is_rewritten(monkeypatch, tmp_path, damage):
+    from kernels import cache
+    from kernels.compiled import _generated_name, compile
+
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
+    net = derive.mlp([2, 3, 1], activation="tanh", loss="mae")
+    model = compile(net)
+    name = _generated_name(net, "loss_and_grads", "float64")
+    entry = tmp_path / "derived" / f"{name}.json"
+    assert cache.recall(name) == (model.source, {"warnings": []})
+    if damage == "garbage":
+        entry.write_text("{not json", encoding="utf-8")
+    elif damage == "wrong_key":
+        entry.write_text(json.dumps({"source": "0" * 64, "meta": {}}), encoding="utf-8")
+    elif damage == "missing_source":
+        model.path.unlink()
+    else:
+        model.path.write_text(model.source.replace("return", "return 2 *", 1), encoding="utf-8")
+    assert cache.recall(name) is None
+    calls = []
+    real = derive.backprop
+    monkeypatch.setattr(derive, "backprop", lambda g: calls.append(g) or real(g))
+    cache.clear_memory()
+    again = compile(net)
+    assert len(calls) == 1 and again.source == model.source
+    assert model.path.read_text(encoding="utf-8") == model.source
+    assert cache.recall(name) == (model.source, {"warnings": []})
+
+
+def test_no_fingerprint_means_no_index(monkeypatch, tmp_path):
+    from kernels.compiled import compile
+
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
+    net = derive.mlp([2, 3, 1], activation="tanh", loss="mse")
+    net.graph["seed"] = np.int64(2)                   # harmless, but not JSON-native
+    model = compile(net)
+    assert model.backprop is not None and not (tmp_path / "derived").exists()
+
+
+def test_second_process_starts_without_deriving(tmp_path):
+    """The fingerprint is the same in a new process, so it finds the index entries."""
+    code = """
+import sys, derive, kernels
+net = derive.mlp([3, 4, 2], activation="relu", loss="softmax_cross_entropy")
+if sys.argv[1] == "warm":
+    def refuse(g):
+        raise SystemExit("derived again")
+    derive.backprop = refuse
+model = kernels.compile(net, dtype="float32")
+model.epoch_function(kernels.Adam(lr=1e-3))
+print(model.path.name)
+"""
+    env = {**os.environ, "SYMPROP_CACHE": str(tmp_path)}
+    outs = [subprocess.run([sys.executable, "-c", code, mode], env=env, capture_output=True, text=True)
+            for mode in ("cold", "warm")]
+    assert [o.returncode for o in outs] == [0, 0], outs[1].stderr[-2000:]
+    assert outs[0].stdout == outs[1].stdout
 
 
 def test_cache_dir_from_environment(monkeypatch, tmp_path):

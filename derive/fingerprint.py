@@ -1,0 +1,106 @@
+"""A fingerprint of a network and of everything its derivation depends on.
+
+Two calls of :func:`derive.backprop` on graphs with equal fingerprints give the same equations:
+the fingerprint covers the graph (its attributes, its nodes and edges with theirs, in insertion
+order, since the topological order and so the printed equations follow it), the op registry
+(:mod:`derive.ops`: op forms and arguments, built-in activations, losses and penalties), the
+source of the ``derive`` package and the SymPy and networkx versions. :mod:`kernels` uses it to
+find the code it generated for a network in an earlier process without deriving again.
+
+A graph with an attribute that is not JSON-native (a SymPy expression as an activation, a NumPy
+scalar) has no fingerprint: :func:`fingerprint` returns None and callers derive as usual.
+
+Examples
+--------
+>>> from derive.build import mlp
+>>> fingerprint(mlp([2, 3, 1])) == fingerprint(mlp([2, 3, 1]))
+True
+>>> fingerprint(mlp([2, 3, 1])) == fingerprint(mlp([2, 4, 1]))
+False
+>>> len(fingerprint(mlp([2, 3, 1], activation="x*tanh(x)")))
+64
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+import networkx as nx
+import sympy as sp
+
+__all__ = ["fingerprint", "graph_text", "registry_text", "package_version"]
+
+
+class _NotNative(TypeError):
+    pass
+
+
+def _refuse(value):
+    raise _NotNative(type(value).__name__)
+
+
+def graph_text(g: nx.DiGraph) -> str | None:
+    """Canonical JSON of the graph's content in insertion order; None if an attribute is not
+    JSON-native (str, int, float, bool, None, lists and string-keyed dicts of these)."""
+    content = {"graph": dict(g.graph),
+               "nodes": [[v, data] for v, data in g.nodes(data=True)],
+               "edges": [[u, v, data] for u, v, data in g.edges(data=True)]}
+    try:
+        return json.dumps(content, sort_keys=True, default=_refuse, allow_nan=True)
+    except (_NotNative, TypeError, ValueError):
+        return None
+
+
+def _code_text(code) -> str:
+    """Byte code, names and constants (nested code objects described alike, never by address)."""
+    consts = [_code_text(c) if hasattr(c, "co_code") else repr(c) for c in code.co_consts]
+    return f"{code.co_code.hex()} {code.co_names} [{', '.join(consts)}]"
+
+
+def _describe_callable(fn) -> str:
+    code = getattr(fn, "__code__", None)
+    body = hashlib.sha256(_code_text(code).encode()).hexdigest() if code else ""
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(type(fn)))}:{body}"
+
+
+def registry_text() -> str:
+    """The op registry as text: every entry a derivation can reach, in a stable form.
+
+    Computed on each call (about a millisecond): the registry is made of plain dicts that a
+    program could change, and a changed entry must change the fingerprint.
+    """
+    from . import ops
+
+    lines = []
+    for name, op in ops.OPS.items():
+        lines.append(f"op {name}: {op.form} {op.args} optional={sorted(op.optional)} "
+                     f"attrs={sorted((k, repr(v)) for k, v in op.attrs.items())} "
+                     f"constant={sorted(op.constant_args)} shape={_describe_callable(op.shape)}")
+    for table, entries in (("matrix", ops.MATRIX_FORWARD), ("row", ops.ROW_FORWARD), ("row_loss", ops.ROW_LOSSES)):
+        lines += [f"{table} {name}: {_describe_callable(fn)}" for name, fn in entries.items()]
+    for name, (expr, defaults) in ops.ACTIVATIONS.items():
+        lines.append(f"activation {name}: {sp.srepr(expr)} {sorted(defaults.items())}")
+    for table, entries in (("loss", ops.ELEMENTWISE_LOSSES), ("penalty", ops.PENALTIES)):
+        lines += [f"{table} {name}: {sp.srepr(expr)}" for name, expr in entries.items()]
+    return "\n".join(lines)
+
+
+@functools.cache
+def package_version() -> str:
+    """SHA-256 of the ``derive`` package's source files and the SymPy and networkx versions."""
+    h = hashlib.sha256(f"sympy {sp.__version__}\nnetworkx {nx.__version__}\n".encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def fingerprint(g: nx.DiGraph) -> str | None:
+    """SHA-256 (hex) of :func:`graph_text`, :func:`registry_text` and :func:`package_version`;
+    None when the graph has an attribute that is not JSON-native."""
+    text = graph_text(g)
+    if text is None:
+        return None
+    return hashlib.sha256("\n".join([text, registry_text(), package_version()]).encode("utf-8")).hexdigest()
