@@ -158,7 +158,7 @@ class Backprop:
 # --- per-op derivation templates (cached on the op's definition) ------------------------------
 
 def _freeze(attrs: dict) -> tuple:
-    return tuple(sorted((k, v) for k, v in attrs.items() if isinstance(v, (str, int, float, bool))))
+    return tuple(sorted((k, v) for k, v in attrs.items() if isinstance(v, (str, int, float, bool, sp.Basic))))
 
 
 @lru_cache(maxsize=256)

@@ -112,6 +112,22 @@ def test_derived_gradients_match_symbolic_and_finite_differences(name):
     check_network(net, bp, batch=2, seed=sum(map(ord, name)))
 
 
+def test_sympy_expression_as_activation_function():
+    """``function`` may be a SymPy expression in ``derive.ops.X`` (as ``scalar_function`` says):
+    it derives like the same formula given as a string."""
+    import sympy as sp
+
+    from derive.ops import X
+
+    net = derive.mlp([2, 3, 1], activation="x*tanh(x)", loss="mse")
+    expr_net = derive.mlp([2, 3, 1], activation="x*tanh(x)", loss="mse")
+    expr_net.nodes["a1"]["function"] = X * sp.tanh(X)
+    bp, expr_bp = derive.backprop(net), derive.backprop(expr_net)
+    assert expr_bp.nodes["a1"].forward.rhs == bp.nodes["a1"].forward.rhs
+    assert expr_bp.nodes["a1"].vjps["x"].rhs == bp.nodes["a1"].vjps["x"].rhs
+    check_network(expr_net, expr_bp, batch=2, seed=5)
+
+
 def test_batch_of_three():
     net, bp = derived("tanh_mse")
     check_network(net, bp, batch=3, seed=11)
