@@ -357,7 +357,10 @@ def compile(net, backend: str = "cpu", dtype="float64", seed: int = 0) -> Compil
     or ``"cuda"`` (:func:`kernels.cuda_model.compile_cuda`: a :class:`CompiledModel` subclass
     with the same API whose kernels run on an NVIDIA GPU; a clear error without one).
     ``dtype`` is ``"float64"`` or ``"float32"``. Numba compiles on the first call of the
-    kernel, and caches the machine code next to the generated file.
+    kernel, and caches the machine code next to the generated file. A network compiled before
+    (same :func:`derive.fingerprint`, same ``kernels`` source) is not derived again: its module is
+    found through :func:`kernels.cache.recall`, and :attr:`CompiledModel.backprop` is derived
+    on first use.
     """
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
