@@ -33,6 +33,7 @@ import os
 import sys
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -96,10 +97,7 @@ def write_source(source: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():  # corrupt (truncated, edited): replace it
         _unlink(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".py", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(source)
+    with _temporary_copy(path, source) as tmp:
         os.chmod(tmp, 0o644)
         try:
             os.link(tmp, path)  # atomic and never overwrites a file another process just wrote
@@ -108,10 +106,21 @@ def write_source(source: str) -> Path:
         except OSError:  # file systems without hard links
             if not path.exists():
                 os.replace(tmp, path)
+    return path
+
+
+@contextmanager
+def _temporary_copy(path: Path, text: str):
+    """A temporary file holding ``text`` in ``path``'s folder (so it can be linked or renamed onto
+    ``path`` atomically), removed on leaving the block if it is still there."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        yield tmp
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
 
 
 def _unlink(path: Path) -> None:
@@ -167,14 +176,8 @@ def remember(name: str, source: str, **meta) -> None:
     path = _index_path(name)
     entry = json.dumps({"source": cache_key(source), "meta": meta}, sort_keys=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(entry)
+    with _temporary_copy(path, entry) as tmp:
         os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def recall(name: str) -> tuple[str, dict] | None:

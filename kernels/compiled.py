@@ -370,18 +370,19 @@ def compile(net, backend: str = "cpu", dtype="float64", seed: int = 0) -> Compil
 
         return compile_cuda(net, name, seed)
     info = derive.validate(net)
-    made = []
+    bp = None   # derived only when the index has no sound entry for this network
 
     def derive_and_generate():
-        made.append(derive.backprop(net))
-        return generate(made[0], name), {"warnings": list(made[0].warnings)}
+        nonlocal bp
+        bp = derive.backprop(net)
+        return generate(bp, name), {"warnings": list(bp.warnings)}
 
     source, meta = _remembered(_generated_name(net, "loss_and_grads", name), derive_and_generate,
                                valid=lambda meta: isinstance(meta.get("warnings"), list)
                                and all(isinstance(w, str) for w in meta["warnings"]))
     module = cache.load(source)
     return CompiledModel(net, source, Path(module.__file__), getattr(module, FUNCTION_NAME),
-                         made[0] if made else None, graph_signature(net, info), name, backend, seed,
+                         bp, graph_signature(net, info), name, backend, seed,
                          info=info, warnings=meta.get("warnings"))
 
 

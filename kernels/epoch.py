@@ -36,7 +36,7 @@ which the float64 reference tests compare to 1e-9). ``nogil``: the function neve
 
 Measured (2 cores, AVX-512, float32 784-256-128-10, bench/bench_step.py): a Numba loop of
 ``math.tanh`` costs 8-15 ns an element (a scalar libm call), :mod:`kernels.vecmath`'s tanh
-0.4 ns (float32) and 0.9 ns (float64), NumPy's ufunc 0.15 and 0.8 ns. Two OpenBLAS threads beat
+0.26 ns (float32) and 0.62 ns (float64), NumPy's ufunc 0.15 and 0.8 ns. Two OpenBLAS threads beat
 one at every batch size (batch 32: 3,739 against 2,400 steps/s).
 
 Backends
