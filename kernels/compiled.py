@@ -210,21 +210,26 @@ class CompiledModel:
             self._epoch_kernels[key] = fn
         return fn
 
-    def _epoch_choice(self, parallel, serial, elements: int):
-        """The epoch function for a batch of ``elements`` (rows times the widest layer): the
-        ``parallel`` backend's data-parallel form from :data:`kernels.epoch.CHUNK_MIN` elements
-        (with more than one Numba thread and BLAS threads under control), its ``prange`` form
-        (a network that cannot be chunked) from :data:`kernels.epoch.PARALLEL_MIN`, else the
+    def _epoch_choice(self, parallel, serial, batch_size: int):
+        """The epoch function for batches of ``batch_size`` rows: the ``parallel`` backend's
+        data-parallel form from :data:`kernels.epoch.CHUNK_MIN` of work (rows times the trained
+        parameters plus the widest layer; with more than one Numba thread and BLAS threads under
+        control), its ``prange`` form (a network that cannot be chunked) from
+        :data:`kernels.epoch.PARALLEL_MIN` elements (rows times the widest layer), else the
         serial function. ``parallel()`` returns the parallel function (made on first need)."""
         from . import epoch
 
-        if self.backend != "parallel" or elements < min(epoch.CHUNK_MIN, epoch.PARALLEL_MIN):
+        if self.backend != "parallel":
+            return serial
+        elements = batch_size * self._row_width()
+        work = batch_size * (self._parameter_count() + self._row_width())
+        if elements < epoch.PARALLEL_MIN and work < epoch.CHUNK_MIN:
             return serial
         import numba
 
         par = parallel()
         if par.chunked:
-            usable = elements >= epoch.CHUNK_MIN and numba.get_num_threads() > 1 and blas_threads.controllable()
+            usable = work >= epoch.CHUNK_MIN and numba.get_num_threads() > 1 and blas_threads.controllable()
         else:
             usable = elements >= epoch.PARALLEL_MIN
         return par if usable else serial
@@ -233,6 +238,10 @@ class CompiledModel:
         """The most elements one example occupies in any batched array (the widest layer)."""
         info = self.info
         return max([int(np.prod(info.shapes[v])) for v in info.order if info.batched[v]] or [1])
+
+    def _parameter_count(self) -> int:
+        """How many numbers are trained: the sizes of all parameters."""
+        return sum(int(np.prod(self.shapes[p])) for p in self.signature.parameters)
 
     def _epoch_arrays(self, X, T, order, batch_size, state, slots: tuple[str, ...]):
         """Checked arguments of an epoch function's ``run``: ``(X, T, order, batch_size, parameters,
@@ -284,18 +293,17 @@ class CompiledModel:
         parameters are the last good ones). ``run.kernel`` is the serial Numba function,
         ``run.hyper`` the float64 hyperparameter vector (sorted names, ``run.hyper_names``).
 
-        Backend ``"parallel"``: from :data:`kernels.epoch.CHUNK_MIN` elements (``batch_size``
-        times the widest layer) the data-parallel function runs, with BLAS limited to one thread
-        for the call (or, for a network it cannot take, the ``prange`` function from
-        :data:`kernels.epoch.PARALLEL_MIN`); smaller batches run the serial function, which was
-        faster on 2 cores (see :meth:`_epoch_choice`).
+        Backend ``"parallel"``: from :data:`kernels.epoch.CHUNK_MIN` of work (``batch_size``
+        times the trained parameters plus the widest layer) the data-parallel function runs,
+        with BLAS limited to one thread for the call (or, for a network it cannot take, the
+        ``prange`` function from :data:`kernels.epoch.PARALLEL_MIN` elements); smaller batches
+        run the serial function, which was faster there on 2 cores (see :meth:`_epoch_choice`).
         """
         import numba
 
         from .epoch import hyper_names, hyper_vector
 
         kernel = self.epoch_kernel(optimizer, "cpu")
-        width = self._row_width()
         hyper = hyper_vector(optimizer)
         sig = self.signature
         if len(sig.inputs) != 1 or len(sig.targets) != 1:  # pragma: no cover - generate_epoch raises first
@@ -309,7 +317,7 @@ class CompiledModel:
             X, T, order, batch_size, params, arrays = model._epoch_arrays(X, T, order, batch_size, state, slots)
             n_batches = -(-order.size // batch_size)
             losses = np.full(n_batches, np.nan)
-            fn = model._epoch_choice(parallel, kernel, batch_size * width)
+            fn = model._epoch_choice(parallel, kernel, batch_size)
             with blas_threads.single_threaded() if fn.chunked else nullcontext():
                 extra = (numba.get_num_threads(),) if fn.chunked else ()
                 done = fn(X, T, order, batch_size, *params, *arrays, hyper, int(step0), losses, *extra)

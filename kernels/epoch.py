@@ -58,7 +58,8 @@ added. :mod:`kernels.chunks` checks that every statement is row-local, a sum ove
 row-independent; a network with any other statement gets the ``prange`` form below. The chunks
 call BLAS from every thread, so :meth:`kernels.compiled.CompiledModel.epoch_function` limits
 BLAS to one thread for the call (:mod:`kernels.blas_threads`) and runs this form from
-:data:`CHUNK_MIN` elements.
+:data:`CHUNK_MIN` of work per batch (rows times the trained parameters plus the widest layer):
+for the 784-256-128-10 net from batch 2 on.
 
 ``"parallel"``, ``prange`` form: the outer loop of each elementwise index statement and of each
 optimizer loop is ``numba.prange`` when the statement has at least :data:`PARALLEL_MIN`
@@ -115,12 +116,19 @@ EPOCH_FUNCTION_NAME = "train_epoch"
 #: function runs, so "parallel" is never slower than "cpu" in the measured range.
 PARALLEL_MIN = 1 << 20
 
-#: Elements (rows of a batch times the widest layer) from which the "parallel" backend runs its
-#: data-parallel epoch (see the module docstring). Measured on the 2-core machine (784-256-128-10
-#: ReLU, Adam, float32, steps/s against the serial function): batch 128: 0.65x, 256: 0.95x,
-#: 512: 1.03x, 1024: 1.08-1.31x, 2048: 1.09-1.16x. The threshold (524,288) lets batch 1024
-#: (802,816 elements) in and keeps 512 (401,408) serial.
-CHUNK_MIN = 1 << 19
+#: Work (rows of a batch times the trained parameters plus the widest layer: the products'
+#: multiply-adds and the update per row, plus the elementwise loops) from which the "parallel"
+#: backend runs its data-parallel epoch (see the module docstring). Measured on the 2-core machine
+#: (steps/s, data-parallel against the serial function, best of 3 interleaved rounds, OpenBLAS's
+#: detected kernels): 784-256-128-10 ReLU, Adam, float32 (235k parameters): batch 4: 13,471 vs
+#: 9,736; 32: 5,235 vs 4,483; 128: 2,333 vs 2,041; 512: 737 vs 644 (with the Haswell-pinned
+#: kernels, batch 32: 3,683 vs 3,576; 128: 1,452 vs 1,372); 256-256-256-10 tanh (135k): batch 2:
+#: 18,774 vs 16,484; 64-64-64-10 ReLU (8,906): batch 16: 87k vs 104k, 32: 70k vs 60k;
+#: 2-16-16-1 tanh, MSE, float64 (337): batch 128: 76k vs 89k, 256: 54k vs 46k, 1024: 17k vs
+#: 11k. Splitting the update between the threads is what wins at small batches of big nets. The
+#: threshold (262,144) keeps 64-64-64-10 at batch 16 (143,520) and the tiny net up to batch 512
+#: serial; batch 2 of the 784 net (471,860) runs data-parallel.
+CHUNK_MIN = 1 << 18
 
 
 def hyper_names(optimizer) -> tuple[str, ...]:

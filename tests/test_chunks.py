@@ -144,7 +144,7 @@ def test_run_uses_chunks_for_large_batches_and_restores_blas_threads(model, monk
     monkeypatch.setattr(kernels.epoch, "CHUNK_MIN", 10 ** 9)
     m.init(1)
     l_serial, _ = run(X, T, order, 32, m.init_state(opt))
-    assert not m._epoch_choice(lambda: m.epoch_kernel(opt, "parallel"), run.kernel, 32 * 6).chunked
+    assert not m._epoch_choice(lambda: m.epoch_kernel(opt, "parallel"), run.kernel, 32).chunked
     monkeypatch.setattr(kernels.epoch, "CHUNK_MIN", 0)
     m.init(1)
     l_chunked, done = run(X, T, order, 32, m.init_state(opt))
@@ -152,10 +152,40 @@ def test_run_uses_chunks_for_large_batches_and_restores_blas_threads(model, monk
     import numba
 
     if numba.get_num_threads() > 1:
-        assert m._epoch_choice(lambda: m.epoch_kernel(opt, "parallel"), run.kernel, 32 * 6).chunked
+        assert m._epoch_choice(lambda: m.epoch_kernel(opt, "parallel"), run.kernel, 32).chunked
     np.testing.assert_allclose(l_chunked, l_serial, rtol=1e-12)
     assert [d["num_threads"] for d in threadpool_info()] == before
 
+
+
+def _BIG():
+    return derive.mlp([784, 256, 128, 10], activation="relu", loss="softmax_cross_entropy")
+
+
+def test_choice_counts_parameters_and_widest_layer(compiled_model, monkeypatch):
+    """Data-parallel from CHUNK_MIN of work = rows x (trained parameters + widest layer): a big
+    net from batch 2 (its update is worth splitting), a tiny net only at large batches."""
+    import kernels.epoch
+    from kernels import blas_threads
+
+    monkeypatch.setattr(blas_threads, "controllable", lambda: True)
+    monkeypatch.setattr("numba.get_num_threads", lambda: 2)
+    chunked, serial = SimpleNamespace(chunked=True), SimpleNamespace(chunked=False)
+    big = compiled_model(_BIG, "float32", "parallel")
+    work_per_row = 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10 + 784   # the input is widest
+    assert big._parameter_count() + big._row_width() == work_per_row
+    assert 1 * work_per_row < kernels.epoch.CHUNK_MIN <= 2 * work_per_row
+    assert big._epoch_choice(lambda: chunked, serial, 1) is serial
+    assert big._epoch_choice(lambda: chunked, serial, 2) is chunked
+    tiny = compiled_model(lambda: derive.mlp([2, 16, 16, 1], activation="tanh", loss="mse"), "float64", "parallel")
+    made = []
+    assert tiny._epoch_choice(lambda: made.append(1) or chunked, serial, 32) is serial
+    assert not made, "no parallel function is made for a batch below both thresholds"
+    assert tiny._epoch_choice(lambda: chunked, serial, 1024) is chunked
+    big_cpu = compiled_model(_BIG, "float32", "cpu")
+    assert big_cpu._epoch_choice(lambda: chunked, serial, 1024) is serial
+    monkeypatch.setattr("numba.get_num_threads", lambda: 1)
+    assert big._epoch_choice(lambda: chunked, serial, 1024) is serial
 
 # --- the classification itself -------------------------------------------------------------------
 
