@@ -363,8 +363,9 @@ class _EpochGenerator(_Generator):
         on every access, which kept the loops from vectorising (measured: 15% of a step).
 
         With both, the second chunk's partial is added as the update reads the gradient instead
-        of in a pass of its own (one write and one read of the slice fewer: 3% of a batch-32 step
-        of the 784 net, 0.7% at batch 1024); chunks from the third on are added first."""
+        of in a pass of its own (one write and one read of the slice fewer: 1.5-3% of a batch-32
+        step of the 784 net, within noise at batch 1024); chunks from the third on are added
+        first."""
         lines = ["for q in numba.prange(C):"]
         I = _INDENT
         for p, flats, part in params:
