@@ -3,7 +3,9 @@
 Cold: a new process with an empty kernel cache (derive, generate, Numba compile, first step).
 Warm: a second new process reusing that cache: it finds the generated modules by the network's
 fingerprint (no derivation, see kernels.compiled) and Numba loads their machine code from disk.
-Run by hand: ``python bench/bench_first_step.py [warm runs, default 5]``.
+Run by hand: ``python bench/bench_first_step.py [warm runs, default 5] [backend, default cpu]``.
+With ``parallel`` the first step (batch 32) runs the data-parallel epoch, so the cold run also
+compiles that ``parallel=True`` function and the warm run loads it and Numba's OpenMP layer.
 """
 
 import os
@@ -17,7 +19,7 @@ t0 = time.perf_counter()
 import numpy as np
 import derive, kernels
 net = derive.mlp([784, 256, 128, 10], activation="relu", loss="softmax_cross_entropy")
-model = kernels.compile(net, dtype="float32")
+model = kernels.compile(net, dtype="float32", backend=BACKEND)
 run = model.epoch_function(kernels.Adam(lr=1e-3))
 rng = np.random.default_rng(0)
 X = rng.normal(size=(32, 784)).astype(np.float32)
@@ -28,18 +30,21 @@ print(f"{time.perf_counter() - t0:.2f}")
 """
 
 
-def once(cache: str) -> float:
+def once(cache: str, backend: str) -> float:
     env = {**os.environ, "SYMPROP_CACHE": cache}
-    out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, check=True)
+    child = CHILD.replace("BACKEND", repr(backend))
+    out = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
 def main():
     warm_runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    backend = sys.argv[2] if len(sys.argv) > 2 else "cpu"
     with tempfile.TemporaryDirectory() as cache:
-        cold = once(cache)
-        warm = sorted(once(cache) for _ in range(warm_runs))
-    print(f"time to first step, 784-256-128-10 relu, Adam, float32 (imports included): cold {cold:.2f} s, "
+        cold = once(cache, backend)
+        warm = sorted(once(cache, backend) for _ in range(warm_runs))
+    print(f"time to first step, 784-256-128-10 relu, Adam, float32, backend {backend} (imports included): "
+          f"cold {cold:.2f} s, "
           f"warm {warm[len(warm) // 2]:.2f} s (median of {warm_runs} new processes; "
           f"fastest {warm[0]:.2f}, slowest {warm[-1]:.2f})")
 

@@ -54,8 +54,11 @@ parameter's elements into one slice per thread, adds the chunks' partial gradien
 applies the optimizer's update to the slice (about 3% of a batch-1024 step faster than doing
 both serially, measured on the 784 nets). Statements that read no batched array (penalties) run
 once, outside the region: their values before it, their gradient terms after the partials are
-added. :mod:`kernels.chunks` checks that every statement is row-local, a sum over rows or
-row-independent; a network with any other statement gets the ``prange`` form below. The chunks
+added. Each ``prange`` body is printed as a serial function of its own that the loop calls
+(:mod:`kernels.outline`): Numba's parfor passes then see one call, and the 784 net's
+data-parallel epoch compiles in about 11 s instead of 14-18 s. :mod:`kernels.chunks` checks
+that every statement is row-local, a sum over rows or row-independent; a network with any
+other statement gets the ``prange`` form below. The chunks
 call BLAS from every thread, so :meth:`kernels.compiled.CompiledModel.epoch_function` limits
 BLAS to one thread for the call (:mod:`kernels.blas_threads`) and runs this form from
 :data:`CHUNK_MIN` of work per batch (rows times the trained parameters plus the widest layer):
@@ -99,11 +102,18 @@ from derive import symbols as S
 
 from . import chunks
 from .codegen import DTYPES, HELPERS, IMPORTS, KernelPrinter, _Generator, _INDENT, _dtype_name
+from .outline import module_level_names, outline
 
 __all__ = ["generate_epoch", "optimizer_key", "hyper_names", "hyper_vector", "OptimizerRules",
            "EPOCH_FUNCTION_NAME", "PARALLEL_MIN", "CHUNK_MIN", "NotChunkable"]
 
 EPOCH_FUNCTION_NAME = "train_epoch"
+
+#: Numba flags of every generated epoch function (``parallel=True`` added for the parallel forms).
+_FLAGS = 'cache=True, nogil=True, fastmath=False, error_model="numpy"'
+
+#: Names the generated module binds at its top level (imports, helpers, constants).
+_MODULE_NAMES = module_level_names("\n".join([*IMPORTS, *HELPERS])) | {"PARALLEL_MIN", "CHUNKED"}
 
 #: Elements (rows of a batch times the widest layer) from which the "parallel" backend runs the
 #: ``parallel=True`` epoch function, and from which its elementwise loops take ``prange``.
@@ -236,6 +246,7 @@ class _EpochGenerator(_Generator):
         self.opt = optimizer
         self.parallel_min = int(parallel_min)
         self.chunked = chunked
+        self.outlined: list[list[str]] = []   # the prange bodies moved into functions (_region)
         self.before_chunks: list[str] = []    # chunked: row-independent values (penalties)
         self.after_chunks: list[str] = []     # chunked: row-independent gradient terms
         self.const_scalars: list[str] = []
@@ -333,7 +344,7 @@ class _EpochGenerator(_Generator):
             pro.append(f"{gname}_f = {gsrc}.reshape({w}.size)")
             parts = f"{gname}_parts"
             if self.chunked:
-                pro.append(f"{parts} = {gname}_chunks.reshape(C, {w}.size)")
+                pro.append(f"{parts} = {gname}_chunks.reshape({gname}_chunks.shape[0], {w}.size)")
             for s in opt.state:
                 arr = f"s_{w}_{s}"
                 flats[s] = f"{arr}_f"
@@ -355,7 +366,7 @@ class _EpochGenerator(_Generator):
                 lines += loop
         return lines
 
-    def sliced_region(self, params, body, add: bool, update: bool) -> list[str]:
+    def sliced_region(self, params, body, add: bool, update: bool, name: str = "_slices") -> list[str]:
         """The data-parallel form's update: one ``prange`` region in which part ``q`` of ``C``
         takes elements ``[e_lo, e_hi)`` of every parameter, adds the chunks' partial gradients
         there (``add``) and applies the update rules to them (``update``). Slices, not
@@ -365,33 +376,49 @@ class _EpochGenerator(_Generator):
         With both, the second chunk's partial is added as the update reads the gradient instead
         of in a pass of its own (one write and one read of the slice fewer: 1.5-3% of a batch-32
         step of the 784 net, within noise at batch 1024); chunks from the third on are added
-        first."""
-        lines = ["for q in numba.prange(C):"]
+        first. The partials have at least two slabs, the second zeroed when a batch has one
+        chunk, so the update rules are printed once."""
+        lines = []
         I = _INDENT
         for p, flats, part in params:
             g = flats["g"]
             arrays = flats if update else {"g": g}
             sl = {k: f"{v}_sl" for k, v in arrays.items()}
-            lines += [f"{I}# parameter {p!r}: elements [e_lo, e_hi) of {g}.size",
-                      f"{I}e_lo = {g}.size * q // C",
-                      f"{I}e_hi = {g}.size * (q + 1) // C",
-                      *[f"{I}{sl[k]} = {v}[e_lo:e_hi]" for k, v in arrays.items()]]
+            lines += [f"# parameter {p!r}: elements [e_lo, e_hi) of {g}.size",
+                      f"e_lo = {g}.size * q // C",
+                      f"e_hi = {g}.size * (q + 1) // C",
+                      *[f"{sl[k]} = {v}[e_lo:e_hi]" for k, v in arrays.items()]]
             first = 2 if update else 1   # with the update: chunk 1's partial is added as it reads
             if add:
-                lines += [f"{I}for chunk in range({first}, n_chunks):",
-                          f"{I * 2}{part}_sl = {part}[chunk, e_lo:e_hi]",
-                          f"{I * 2}for e in range({sl['g']}.size):",
-                          f"{I * 3}{sl['g']}[e] += {part}_sl[e]"]
+                lines += [f"for chunk in range({first}, n_chunks):",
+                          f"{I}{part}_sl = {part}[chunk, e_lo:e_hi]",
+                          f"{I}for e in range({sl['g']}.size):",
+                          f"{I * 2}{sl['g']}[e] += {part}_sl[e]"]
             loop = f"for e in range({sl['g']}.size):"
             if add and update:
-                lines += [f"{I}if n_chunks > 1:",
-                          f"{I * 2}{part}_1_sl = {part}[1, e_lo:e_hi]",
-                          f"{I * 2}{loop}", *[I * 3 + x for x in body(sl, f"{part}_1_sl")],
-                          f"{I}else:",
-                          f"{I * 2}{loop}", *[I * 3 + x for x in body(sl)]]
+                lines += [f"{part}_1_sl = {part}[1, e_lo:e_hi]",
+                          "if n_chunks == 1:  # a one-row batch: the second slab holds no partial",
+                          f"{I}{part}_1_sl[:] = 0",
+                          loop, *[I + x for x in body(sl, f"{part}_1_sl")]]
             elif update:
-                lines += [f"{I}{loop}", *[I * 2 + x for x in body(sl)]]
-        return lines
+                lines += [loop, *[I + x for x in body(sl)]]
+        return self._region("for q in numba.prange(C):", lines, name)
+
+    def _region(self, header: str, body: list[str], name: str) -> list[str]:
+        """The ``prange`` loop ``header`` over ``body`` (unindented lines). The body moves into a
+        serial function ``name`` of its own, kept in :attr:`outlined` for the module
+        (:mod:`kernels.outline`: Numba's parfor passes took 14-18 s over the inline bodies of the
+        784 net's data-parallel epoch); a body that cannot move stays inline."""
+        made = outline(name, body, header.split()[1], module_names=_MODULE_NAMES,
+                       decorator=f"@numba.njit({_FLAGS})")
+        if made is None:
+            return [header, *[(_INDENT + line) if line else "" for line in body]]
+        function, call = made
+        self.outlined.append(function)
+        # the loop variable as int64: the parfor's own index is unsigned, which would compile the
+        # function a second time for it (2 s measured)
+        var = header.split()[1]
+        return [header, _INDENT + call.replace(f"({var},", f"(np.int64({var}),", 1)]
 
     def _gather(self, x: str, tgt: str, buf_index: str, first_row: str) -> list[str]:
         """Lines copying the batch's rows (``order[first_row + r]``) into the input/target buffers."""
@@ -453,7 +480,7 @@ class _EpochGenerator(_Generator):
             g = self.array(S.GRAD_PREFIX + p)
             shape = self.shape_text(self.api_shape(p))
             if chunked:
-                pro.append(f"{g}_chunks = np.empty((C, {shape[1:]}, dtype={self.dt})  # partial gradients")
+                pro.append(f"{g}_chunks = np.empty((max(C, 2), {shape[1:]}, dtype={self.dt})  # partial gradients")
                 pro.append(f"{g}_total = {g}_chunks[0]  # their sum, after each batch's chunks")
                 views.append(f"{g} = {g}_chunks[chunk]")
             else:
@@ -475,27 +502,26 @@ class _EpochGenerator(_Generator):
             if self.before_chunks:
                 loop += ["", f"{ind}# row-independent values (they read no batched array)",
                          *[ind + x for x in self.before_chunks]]
-            loop += ["", f"{ind}n_chunks = min(C, N)",
-                     f"{ind}for chunk in numba.prange(n_chunks):",
-                     f"{ind * 2}lo = chunk * N // n_chunks",
-                     f"{ind * 2}Nc = (chunk + 1) * N // n_chunks - lo",
-                     f"{ind * 2}# this chunk's rows of the batch"]
-            ind = _INDENT * 2
-            gather = self._gather(x, tgt, "chunk, ", "start + lo")
-            inputs = [f"{self.array(v)} = {self.array(v)}_buf[chunk, :Nc]" for v in (x, tgt)]
-        else:
-            loop.append(f"{ind}# gather the batch's rows")
-            gather = self._gather(x, tgt, "", "start")
-            inputs = [f"{self.array(v)} = {self.array(v)}_buf[:N]" for v in (x, tgt)]
-        loop += [ind + line for line in gather + inputs + views]
-        loop += [(ind + line) if line else "" for line in loop_body]
-        if chunked:
             rows = [t for t in self.scalars if t not in self.const_scalars]
-            loop += [f"{ind}loss_parts[chunk] = {' + '.join(rows) or '0.0'}",
+            region = ["lo = chunk * N // n_chunks",
+                      "Nc = (chunk + 1) * N // n_chunks - lo",
+                      "# this chunk's rows of the batch",
+                      *self._gather(x, tgt, "chunk, ", "start + lo"),
+                      *[f"{self.array(v)} = {self.array(v)}_buf[chunk, :Nc]" for v in (x, tgt)],
+                      *views, *loop_body,
+                      f"loss_parts[chunk] = {' + '.join(rows) or '0.0'}"]
+            loop += ["", f"{ind}n_chunks = min(C, N)",
+                     *[ind + line if line else "" for line in
+                       self._region("for chunk in numba.prange(n_chunks):", region, "_chunk_pass")],
                      f"{_INDENT}loss = {' + '.join(self.const_scalars) or '0.0'}",
                      f"{_INDENT}for chunk in range(n_chunks):",
                      f"{_INDENT * 2}loss += loss_parts[chunk]"]
         else:
+            loop.append(f"{ind}# gather the batch's rows")
+            gather = self._gather(x, tgt, "", "start")
+            inputs = [f"{self.array(v)} = {self.array(v)}_buf[:N]" for v in (x, tgt)]
+            loop += [ind + line for line in gather + inputs + views]
+            loop += [(ind + line) if line else "" for line in loop_body]
             loop += [f"{_INDENT}loss = {total}"]
         loop += [f"{_INDENT}losses_out[b] = loss",
                  f"{_INDENT}if not math.isfinite(loss):",
@@ -505,13 +531,16 @@ class _EpochGenerator(_Generator):
             loop += [*step, *[_INDENT + x for x in self.update_loops(opt_params, opt_body)]]
         elif self.after_chunks:
             loop += ["", f"{_INDENT}# the chunks' partial gradients, added into the first chunk's, in parallel",
-                     *[_INDENT + x for x in self.sliced_region(opt_params, opt_body, add=True, update=False)],
+                     *[_INDENT + x for x in self.sliced_region(opt_params, opt_body, add=True, update=False,
+                                                               name="_add_slices")],
                      "", f"{_INDENT}# row-independent gradient terms (penalties), once",
                      *[_INDENT + x for x in self.after_chunks], *step,
-                     *[_INDENT + x for x in self.sliced_region(opt_params, opt_body, add=False, update=True)]]
+                     *[_INDENT + x for x in self.sliced_region(opt_params, opt_body, add=False, update=True,
+                                                               name="_update_slices")]]
         else:
             loop += [*step, f"{_INDENT}# in parallel: the chunks' partial gradients added, then the update",
-                     *[_INDENT + x for x in self.sliced_region(opt_params, opt_body, add=True, update=True)]]
+                     *[_INDENT + x for x in self.sliced_region(opt_params, opt_body, add=True, update=True,
+                                                               name="_add_and_update_slices")]]
         loop.append("return n_batches")
         body = pro + loop
 
@@ -519,8 +548,7 @@ class _EpochGenerator(_Generator):
         args = ["X", "T", "order", "batch_size", *params, *state, "hyper", "step0", "losses_out"]
         if chunked:   # numba.get_num_threads() inside would keep Numba from caching the function
             args.append("n_threads")
-        flags = 'cache=True, nogil=True, fastmath=False, error_model="numpy"' + (
-            ", parallel=True" if self.parallel or chunked else "")
+        flags = _FLAGS + (", parallel=True" if self.parallel or chunked else "")
         doc = [f"#   {a}: parameter {p!r}, shape {self._shape_doc(p)}, updated in place"
                for a, p in zip(params, sig.parameters)]
         doc += [f"#   s_{self.array(p)}_{s}: optimizer state {s!r} of {p!r}, updated in place"
@@ -541,6 +569,7 @@ class _EpochGenerator(_Generator):
             "",
             "",
             *HELPERS,
+            *[line for function in self.outlined for line in [*function, "", ""]],
             "# One epoch of mini-batch training; returns the number of updates applied. Arguments:",
             f"#   X: every input row {x!r}, shape (rows, {', '.join(map(str, self.api_shape(x)[1:]))}); "
             f"T: every target row {tgt!r}",

@@ -105,7 +105,10 @@ def test_random_networks_chunked_equal_serial(compiled_model, sizes, activation,
 def test_penalties_run_outside_the_parallel_region():
     src = generate_epoch(NETS["relu-mse-l2"](), Adam(), "float64", "parallel")
     assert "CHUNKED = True" in src and "n_threads" in src
-    region = src[src.index("for chunk in numba.prange(n_chunks):"):src.index("loss_parts[chunk] =")]
+    # the prange loop calls the chunk's pass, a serial function of its own (kernels.outline)
+    loop = src[src.index("for chunk in numba.prange(n_chunks):"):]
+    assert loop.splitlines()[1].strip().startswith("_chunk_pass(np.int64(chunk), ")
+    region = src[src.index("def _chunk_pass("):src.index("loss_parts[chunk] =")]
     assert "v_W1" in region and "W1[k,l]²" in region          # the penalty's equation is still shown there
     assert "/20000" not in region and "(1/10)*v_W" not in region   # but its loops are not
     after = src[src.index("# row-independent gradient terms"):]
@@ -114,13 +117,17 @@ def test_penalties_run_outside_the_parallel_region():
 
 def test_update_runs_on_slices_of_every_parameter_in_parallel():
     src = generate_epoch(NETS["relu-sce"](), Adam(), "float32", "parallel")
-    update = src[src.index("# in parallel: the chunks' partial gradients added, then the update"):]
-    assert update.startswith("# in parallel") and "for q in numba.prange(C):" in update
+    loop = src[src.index("# in parallel: the chunks' partial gradients added, then the update"):]
+    assert "for q in numba.prange(C):\n            _add_and_update_slices(np.int64(q), " in loop
+    update = src[src.index("def _add_and_update_slices("):src.index("def train_epoch(")]
     assert update.count("e_lo = ") == 6 and "range(e_lo" not in update     # slices, not offset ranges
+    # the second chunk's partial is read by the update itself: the rules are printed once a parameter
+    assert update.count("# m ← ") == 6 and "o_g = g_W1_24_f_sl[e] + g_W1_24_parts_1_sl[e]" in update
     # with a penalty, its gradient term comes between the sum and the update: two regions
     src = generate_epoch(NETS["relu-mse-l2"](), Adam(), "float64", "parallel")
     tail = src[src.index("# the chunks' partial gradients, added into the first chunk's, in parallel"):]
     assert tail.count("for q in numba.prange(C):") == 2
+    assert "_add_slices(np.int64(q), " in tail and "_update_slices(np.int64(q), " in tail
     assert tail.index("# row-independent gradient terms") < tail.index("# ---- optimizer Adam")
 
 
