@@ -31,7 +31,7 @@ from pathlib import Path
 import networkx as nx
 import sympy as sp
 
-__all__ = ["fingerprint", "graph_text", "registry_text", "package_version"]
+__all__ = ["fingerprint", "graph_text", "registry_text", "package_version", "sources_digest"]
 
 
 class _NotNative(TypeError):
@@ -88,13 +88,19 @@ def registry_text() -> str:
     return "\n".join(lines)
 
 
+def sources_digest(folder: Path, preamble: str) -> str:
+    """SHA-256 (hex) of ``preamble`` and of every ``*.py`` file in ``folder`` (names and bytes, in
+    name order): a package's code version. :mod:`kernels.cache` uses it for ``kernels`` too."""
+    h = hashlib.sha256(preamble.encode("utf-8"))
+    for path in sorted(Path(folder).glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 @functools.cache
 def package_version() -> str:
     """SHA-256 of the ``derive`` package's source files and the SymPy and networkx versions."""
-    h = hashlib.sha256(f"sympy {sp.__version__}\nnetworkx {nx.__version__}\n".encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
+    return sources_digest(Path(__file__).parent, f"sympy {sp.__version__}\nnetworkx {nx.__version__}\n")
 
 
 def fingerprint(g: nx.DiGraph) -> str | None:

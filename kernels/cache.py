@@ -67,10 +67,9 @@ def _versions() -> str:
 def generator_version() -> str:
     """SHA-256 of the ``kernels`` package's source files and of :func:`_versions`: what the
     generated code depends on besides the network's derivation (see :func:`derive.fingerprint`)."""
-    h = hashlib.sha256(_versions().encode("utf-8"))
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
+    from derive.fingerprint import sources_digest
+
+    return sources_digest(Path(__file__).parent, _versions())
 
 
 def cache_key(source: str) -> str:

@@ -221,8 +221,9 @@ class CompiledModel:
 
         if self.backend != "parallel":
             return serial
-        elements = batch_size * self._row_width()
-        work = batch_size * (self._parameter_count() + self._row_width())
+        width = self._row_width()
+        elements = batch_size * width
+        work = batch_size * (self._parameter_count() + width)
         if elements < epoch.PARALLEL_MIN and work < epoch.CHUNK_MIN:
             return serial
         import numba

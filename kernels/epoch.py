@@ -366,7 +366,7 @@ class _EpochGenerator(_Generator):
                 lines += loop
         return lines
 
-    def sliced_region(self, params, body, add: bool, update: bool, name: str = "_slices") -> list[str]:
+    def sliced_region(self, params, body, add: bool, update: bool, name: str) -> list[str]:
         """The data-parallel form's update: one ``prange`` region in which part ``q`` of ``C``
         takes elements ``[e_lo, e_hi)`` of every parameter, adds the chunks' partial gradients
         there (``add``) and applies the update rules to them (``update``). Slices, not
@@ -409,16 +409,16 @@ class _EpochGenerator(_Generator):
         serial function ``name`` of its own, kept in :attr:`outlined` for the module
         (:mod:`kernels.outline`: Numba's parfor passes took 14-18 s over the inline bodies of the
         784 net's data-parallel epoch); a body that cannot move stays inline."""
-        made = outline(name, body, header.split()[1], module_names=_MODULE_NAMES,
-                       decorator=f"@numba.njit({_FLAGS})")
+        var = header.split()[1]
+        # the loop variable passed as int64: the parfor's own index is unsigned, which would
+        # compile the function a second time for it (2 s measured)
+        made = outline(name, body, var, module_names=_MODULE_NAMES, decorator=f"@numba.njit({_FLAGS})",
+                       loop_arg=f"np.int64({var})")
         if made is None:
             return [header, *[(_INDENT + line) if line else "" for line in body]]
         function, call = made
         self.outlined.append(function)
-        # the loop variable as int64: the parfor's own index is unsigned, which would compile the
-        # function a second time for it (2 s measured)
-        var = header.split()[1]
-        return [header, _INDENT + call.replace(f"({var},", f"(np.int64({var}),", 1)]
+        return [header, _INDENT + call]
 
     def _gather(self, x: str, tgt: str, buf_index: str, first_row: str) -> list[str]:
         """Lines copying the batch's rows (``order[first_row + r]``) into the input/target buffers."""

@@ -92,9 +92,10 @@ class _FreeNames(ast.NodeVisitor):
 
 
 def outline(name: str, body: list[str], loop_var: str, *, module_names: set[str],
-            decorator: str) -> tuple[list[str], str] | None:
+            decorator: str, loop_arg: str | None = None) -> tuple[list[str], str] | None:
     """``(function lines, call)`` moving ``body`` (a loop body over ``loop_var``, unindented) into
-    ``def name(loop_var, free...)``; ``None`` when the body assigns one of its free names."""
+    ``def name(loop_var, free...)``; ``None`` when the body assigns one of its free names. The call
+    passes ``loop_arg`` (default: ``loop_var`` itself) for the loop variable."""
     visitor = _FreeNames()
     visitor.bound.add(loop_var)
     for stmt in ast.parse("\n".join(body)).body:
@@ -102,6 +103,6 @@ def outline(name: str, body: list[str], loop_var: str, *, module_names: set[str]
     if visitor.rebound_free:
         return None
     free = [n for n in visitor.free if n not in module_names and n not in _BUILTINS]
-    args = ", ".join([loop_var, *free])
-    lines = [decorator, f"def {name}({args}):", *[("    " + line) if line else "" for line in body]]
-    return lines, f"{name}({args})"
+    lines = [decorator, f"def {name}({', '.join([loop_var, *free])}):",
+             *[("    " + line) if line else "" for line in body]]
+    return lines, f"{name}({', '.join([loop_arg or loop_var, *free])})"
