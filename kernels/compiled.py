@@ -23,6 +23,7 @@ import derive
 
 from . import blas_threads, cache
 from .codegen import FUNCTION_NAME, Signature, _dtype_name, generate, graph_signature
+from .outline import FunctionPointer
 
 __all__ = ["compile", "CompiledModel", "BACKENDS"]
 
@@ -205,6 +206,8 @@ class CompiledModel:
             module = cache.load(source)
             fn = getattr(module, epoch.EPOCH_FUNCTION_NAME)
             fn.chunked = bool(getattr(module, "CHUNKED", False))   # the data-parallel form
+            # its prange bodies, passed as its last arguments (compiled once, not linked into it)
+            fn.pointers = tuple(FunctionPointer(getattr(module, f)) for f in getattr(module, "FUNCTION_ARGUMENTS", ()))
             if backend == "parallel":
                 _prefer_threading_layer(fn.chunked)
             self._epoch_kernels[key] = fn
@@ -320,7 +323,7 @@ class CompiledModel:
             losses = np.full(n_batches, np.nan)
             fn = model._epoch_choice(parallel, kernel, batch_size)
             with blas_threads.single_threaded() if fn.chunked else nullcontext():
-                extra = (numba.get_num_threads(),) if fn.chunked else ()
+                extra = (numba.get_num_threads(), *fn.pointers) if fn.chunked else ()
                 done = fn(X, T, order, batch_size, *params, *arrays, hyper, int(step0), losses, *extra)
             return losses, int(done)
 

@@ -113,7 +113,24 @@ EPOCH_FUNCTION_NAME = "train_epoch"
 _FLAGS = 'cache=True, nogil=True, fastmath=False, error_model="numpy"'
 
 #: Names the generated module binds at its top level (imports, helpers, constants).
-_MODULE_NAMES = module_level_names("\n".join([*IMPORTS, *HELPERS])) | {"PARALLEL_MIN", "CHUNKED"}
+_MODULE_NAMES = module_level_names("\n".join([*IMPORTS, *HELPERS])) | {"PARALLEL_MIN", "CHUNKED",
+                                                                       "FUNCTION_ARGUMENTS"}
+
+
+def _array_type(dtype: str, ndim: int, readonly: bool = False) -> str:
+    """Numba's signature text of a C-contiguous array.
+
+    >>> _array_type("float32", 3), _array_type("int64", 1, readonly=True)
+    ('float32[:, :, ::1]', "Array(int64, 1, 'C', readonly=True)")
+    """
+    if readonly:   # the caller's X, T and order may be read-only; a writeable array converts
+        return f"Array({dtype}, {ndim}, 'C', readonly=True)"
+    return f"{dtype}[{', '.join([':'] * (ndim - 1) + ['::1'])}]"
+
+
+def _pointer_argument(function: str) -> str:
+    """The epoch function's argument through which it calls ``function``: ``chunk_pass_fn``."""
+    return function.lstrip("_") + "_fn"
 
 #: Elements (rows of a batch times the widest layer) from which the "parallel" backend runs the
 #: ``parallel=True`` epoch function, and from which its elementwise loops take ``prange``.
@@ -247,6 +264,8 @@ class _EpochGenerator(_Generator):
         self.parallel_min = int(parallel_min)
         self.chunked = chunked
         self.outlined: list[list[str]] = []   # the prange bodies moved into functions (_region)
+        self.pointers: list[str] = []         # those called through a FunctionPointer argument
+        self.types: dict[str, str] = {}       # Numba type of each value a prange body may read
         self.before_chunks: list[str] = []    # chunked: row-independent values (penalties)
         self.after_chunks: list[str] = []     # chunked: row-independent gradient terms
         self.const_scalars: list[str] = []
@@ -323,6 +342,7 @@ class _EpochGenerator(_Generator):
                       f"{step} = step0 + b + 1"]
         for e, sym in r.scalars.items():
             step_lines.append(f"{printer.doprint(sym)} = {self.dt}({printer.doprint(e)})")
+            self.types[printer.doprint(sym)] = self.dtype
         rule_lines = [(f"# {text}", f"{printer.doprint(lhs)} = {printer.doprint(rhs)}", lhs.name[2:])
                       for (lhs, rhs), text in zip(rules, pretty)]
 
@@ -350,6 +370,8 @@ class _EpochGenerator(_Generator):
                 flats[s] = f"{arr}_f"
                 pro.append(f"{arr}_f = {arr}.reshape({arr}.size)")
             params.append((p, flats, parts))
+            self.types.update({f: _array_type(self.dtype, 1) for f in flats.values()})
+            self.types[parts] = _array_type(self.dtype, 2)
         return pro, step_lines, params, body
 
     def update_loops(self, params, body) -> list[str]:
@@ -410,15 +432,20 @@ class _EpochGenerator(_Generator):
         (:mod:`kernels.outline`: Numba's parfor passes took 14-18 s over the inline bodies of the
         784 net's data-parallel epoch); a body that cannot move stays inline."""
         var = header.split()[1]
-        # the loop variable passed as int64: the parfor's own index is unsigned, which would
-        # compile the function a second time for it (2 s measured)
-        made = outline(name, body, var, module_names=_MODULE_NAMES, decorator=f"@numba.njit({_FLAGS})",
-                       loop_arg=f"np.int64({var})")
+        made = outline(name, body, var, module_names=_MODULE_NAMES)
         if made is None:
             return [header, *[(_INDENT + line) if line else "" for line in body]]
-        function, call = made
-        self.outlined.append(function)
-        return [header, _INDENT + call]
+        # the loop variable passed as int64: the parfor's own index is unsigned, which would
+        # compile the function a second time for it (2 s measured)
+        loop_arg = f"np.int64({var})"
+        types = [self.types.get(p) for p in made.params[1:]]
+        if None in types:   # reads a value not typed here: called by name (linked into the caller)
+            self.outlined.append(made.function(f"@numba.njit({_FLAGS})"))
+            return [header, _INDENT + made.call(loop_arg)]
+        signature = f"void({', '.join(['int64', *types])})"
+        self.outlined.append(made.function(f'@numba.njit("{signature}", {_FLAGS})'))
+        self.pointers.append(name)
+        return [header, _INDENT + made.call(loop_arg, callee=_pointer_argument(name))]
 
     def _gather(self, x: str, tgt: str, buf_index: str, first_row: str) -> list[str]:
         """Lines copying the batch's rows (``order[first_row + r]``) into the input/target buffers."""
@@ -464,14 +491,24 @@ class _EpochGenerator(_Generator):
         else:
             pro += ["", "# ---- workspaces: allocated once, viewed as buf[:N] in each batch ----"]
         views = []
+        # the types of what a prange body may read (see _region); buffers are (C, R, ...) here
+        dt = self.dtype
+        self.types.update({"X": _array_type(dt, len(self.api_shape(x)), readonly=True),
+                           "T": _array_type(dt, len(self.api_shape(tgt)), readonly=True),
+                           "order": _array_type("int64", 1, readonly=True),
+                           "loss_parts": _array_type("float64", 1),
+                           **{k: "int64" for k in ("N", "start", "n_chunks", "C")},
+                           **{self.array(p): _array_type(dt, len(self.api_shape(p))) for p in sig.parameters}})
         for v in (x, tgt):
             shape = self.api_shape(v)
             text = self._chunk_shape(shape) if chunked else self.shape_text(shape)
             pro.append(f"{self.array(v)}_buf = np.empty({text}, dtype={self.dt})")
+            self.types[f"{self.array(v)}_buf"] = _array_type(dt, len(shape) + 1)
         for name, shape in self.buffers.items():
             arr = self.array(name)
             text = self._chunk_shape(shape) if chunked else self.shape_text(shape)
             pro.append(f"{arr}_buf = np.empty({text}, dtype={self.dt})")
+            self.types[f"{arr}_buf"] = _array_type(dt, len(shape) + 1)
             if self.batched(name):
                 views.append(f"{arr} = {arr}_buf[chunk, :Nc]" if chunked else f"{arr} = {arr}_buf[:N]")
             else:
@@ -481,6 +518,7 @@ class _EpochGenerator(_Generator):
             shape = self.shape_text(self.api_shape(p))
             if chunked:
                 pro.append(f"{g}_chunks = np.empty((max(C, 2), {shape[1:]}, dtype={self.dt})  # partial gradients")
+                self.types[f"{g}_chunks"] = _array_type(dt, len(self.api_shape(p)) + 1)
                 pro.append(f"{g}_total = {g}_chunks[0]  # their sum, after each batch's chunks")
                 views.append(f"{g} = {g}_chunks[chunk]")
             else:
@@ -488,6 +526,7 @@ class _EpochGenerator(_Generator):
         for name in self.row_buffers:
             if chunked:
                 pro.append(f"{name}_chunks = np.empty((C, R))  # a row reduction kept for later statements")
+                self.types[f"{name}_chunks"] = _array_type("float64", 2)
                 views.append(f"{name} = {name}_chunks[chunk]")
             else:
                 pro.append(f"{name} = np.empty(N)  # a row reduction kept for later statements")
@@ -548,6 +587,7 @@ class _EpochGenerator(_Generator):
         args = ["X", "T", "order", "batch_size", *params, *state, "hyper", "step0", "losses_out"]
         if chunked:   # numba.get_num_threads() inside would keep Numba from caching the function
             args.append("n_threads")
+        args += [_pointer_argument(f) for f in self.pointers]
         flags = _FLAGS + (", parallel=True" if self.parallel or chunked else "")
         doc = [f"#   {a}: parameter {p!r}, shape {self._shape_doc(p)}, updated in place"
                for a, p in zip(params, sig.parameters)]
@@ -566,6 +606,8 @@ class _EpochGenerator(_Generator):
             "",
             f"PARALLEL_MIN = {self.parallel_min}",
             f"CHUNKED = {chunked}",
+            *(["# functions train_epoch takes as its last arguments (kernels.outline.FunctionPointer)",
+               f"FUNCTION_ARGUMENTS = {tuple(self.pointers)!r}"] if self.pointers else []),
             "",
             "",
             *HELPERS,
@@ -578,6 +620,8 @@ class _EpochGenerator(_Generator):
             f"#   hyper: float64 [{', '.join(hyper_names(self.opt))}]; step0: steps taken before this epoch",
             "#   losses_out: float64 (n_batches,), each batch's objective",
             *(["#   n_threads: Numba's thread count (numba.get_num_threads()): the chunks of a batch"] if chunked else []),
+            *[f"#   {_pointer_argument(f)}: {f} above, as a kernels.outline.FunctionPointer (compiled once, not "
+              "linked in here)" for f in self.pointers],
             f"@numba.njit({flags})",
             f"def {EPOCH_FUNCTION_NAME}({', '.join(args)}):",
         ]

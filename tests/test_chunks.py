@@ -9,6 +9,7 @@ serial epoch function, which test_epoch.py checks against a NumPy loop.
 
 from __future__ import annotations
 
+import re
 import sys
 from types import SimpleNamespace
 
@@ -56,6 +57,7 @@ def _epoch(m, kernel, opt, X, T, order, batch, extra=()):
     state = m.init_state(opt)
     X, T, order, batch, params, arrays = m._epoch_arrays(X, T, order, batch, state, tuple(opt.state))
     losses = np.full(-(-order.size // batch), np.nan)
+    extra = (*extra, *kernel.pointers) if extra else ()
     done = kernel(X, T, order, batch, *params, *arrays, hyper_vector(opt), 2, losses, *extra)
     return losses, done, {k: v.copy() for k, v in m.parameters.items()}, state
 
@@ -105,9 +107,16 @@ def test_random_networks_chunked_equal_serial(compiled_model, sizes, activation,
 def test_penalties_run_outside_the_parallel_region():
     src = generate_epoch(NETS["relu-mse-l2"](), Adam(), "float64", "parallel")
     assert "CHUNKED = True" in src and "n_threads" in src
-    # the prange loop calls the chunk's pass, a serial function of its own (kernels.outline)
+    # the prange loop calls the chunk's pass, a serial function of its own (kernels.outline),
+    # through a function-pointer argument: compiled once with its explicit signature
     loop = src[src.index("for chunk in numba.prange(n_chunks):"):]
-    assert loop.splitlines()[1].strip().startswith("_chunk_pass(np.int64(chunk), ")
+    assert loop.splitlines()[1].strip().startswith("chunk_pass_fn(np.int64(chunk), ")
+    assert "FUNCTION_ARGUMENTS = ('_chunk_pass', '_add_slices', '_update_slices')" in src
+    assert "n_threads, chunk_pass_fn, add_slices_fn, update_slices_fn):" in src
+    assert re.search(r'@numba\.njit\("void\(int64, int64, int64, '
+                     r"Array\(int64, 1, 'C', readonly=True\), int64, Array\(float64, 2, 'C', readonly=True\), "
+                     r'float64\[:, :, ::1\], .*\)", cache=True.*\ndef _chunk_pass\(chunk, N, n_chunks, order, start, X, ',
+                     src)
     region = src[src.index("def _chunk_pass("):src.index("loss_parts[chunk] =")]
     assert "v_W1" in region and "W1[k,l]²" in region          # the penalty's equation is still shown there
     assert "/20000" not in region and "(1/10)*v_W" not in region   # but its loops are not
@@ -118,7 +127,7 @@ def test_penalties_run_outside_the_parallel_region():
 def test_update_runs_on_slices_of_every_parameter_in_parallel():
     src = generate_epoch(NETS["relu-sce"](), Adam(), "float32", "parallel")
     loop = src[src.index("# in parallel: the chunks' partial gradients added, then the update"):]
-    assert "for q in numba.prange(C):\n            _add_and_update_slices(np.int64(q), " in loop
+    assert "for q in numba.prange(C):\n            add_and_update_slices_fn(np.int64(q), " in loop
     update = src[src.index("def _add_and_update_slices("):src.index("def train_epoch(")]
     assert update.count("e_lo = ") == 6 and "range(e_lo" not in update     # slices, not offset ranges
     # the second chunk's partial is read by the update itself: the rules are printed once a parameter
@@ -127,7 +136,7 @@ def test_update_runs_on_slices_of_every_parameter_in_parallel():
     src = generate_epoch(NETS["relu-mse-l2"](), Adam(), "float64", "parallel")
     tail = src[src.index("# the chunks' partial gradients, added into the first chunk's, in parallel"):]
     assert tail.count("for q in numba.prange(C):") == 2
-    assert "_add_slices(np.int64(q), " in tail and "_update_slices(np.int64(q), " in tail
+    assert "add_slices_fn(np.int64(q), " in tail and "update_slices_fn(np.int64(q), " in tail
     assert tail.index("# row-independent gradient terms") < tail.index("# ---- optimizer Adam")
 
 
