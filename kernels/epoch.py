@@ -265,6 +265,7 @@ class _EpochGenerator(_Generator):
         self.chunked = chunked
         self.outlined: list[list[str]] = []   # the prange bodies moved into functions (_region)
         self.pointers: list[str] = []         # those called through a FunctionPointer argument
+        self.functions: set[str] = set()      # the names of the outlined functions
         self.types: dict[str, str] = {}       # Numba type of each value a prange body may read
         self.before_chunks: list[str] = []    # chunked: row-independent values (penalties)
         self.after_chunks: list[str] = []     # chunked: row-independent gradient terms
@@ -360,18 +361,15 @@ class _EpochGenerator(_Generator):
             gname = self.array(S.GRAD_PREFIX + p)
             flats = {"w": f"{w}_f", "g": f"{gname}_f"}
             pro.append(f"{w}_f = {w}.reshape({w}.size)")
-            gsrc = f"{gname}_chunks[0]" if self.chunked else gname   # chunked: the partials' sum
-            pro.append(f"{gname}_f = {gsrc}.reshape({w}.size)")
-            parts = f"{gname}_parts"
-            if self.chunked:
-                pro.append(f"{parts} = {gname}_chunks.reshape({gname}_chunks.shape[0], {w}.size)")
+            parts = f"{gname}_parts"   # chunked: its slices of `grads` are taken in the region
+            if not self.chunked:
+                pro.append(f"{gname}_f = {gname}.reshape({w}.size)")
             for s in opt.state:
                 arr = f"s_{w}_{s}"
                 flats[s] = f"{arr}_f"
                 pro.append(f"{arr}_f = {arr}.reshape({arr}.size)")
             params.append((p, flats, parts))
-            self.types.update({f: _array_type(self.dtype, 1) for f in flats.values()})
-            self.types[parts] = _array_type(self.dtype, 2)
+            self.types.update({f: _array_type(self.dtype, 1) for k, f in flats.items() if k != "g"})
         return pro, step_lines, params, body
 
     def update_loops(self, params, body) -> list[str]:
@@ -399,32 +397,54 @@ class _EpochGenerator(_Generator):
         of in a pass of its own (one write and one read of the slice fewer: 1.5-3% of a batch-32
         step of the 784 net, within noise at batch 1024); chunks from the third on are added
         first. The partials have at least two slabs, the second zeroed when a batch has one
-        chunk, so the update rules are printed once."""
-        lines = []
+        chunk.
+
+        The work on one parameter is printed once, as the function ``name`` without its final
+        ``s`` (``_add_and_update_slice``), which the region calls for each parameter with its
+        arrays and the place of its gradient in ``grads`` (``at``, ``size``: every parameter's
+        gradient and partials are slices of that one array, :meth:`_gradient_layout`). Each
+        array a ``prange`` body reads costs Numba about 40 ms of compilation and each printed
+        copy of the rules about 0.2 s (measured), so the bodies read few arrays and the rules
+        are compiled once."""
         I = _INDENT
-        for p, flats, part in params:
-            g = flats["g"]
-            arrays = flats if update else {"g": g}
-            sl = {k: f"{v}_sl" for k, v in arrays.items()}
-            lines += [f"# parameter {p!r}: elements [e_lo, e_hi) of {g}.size",
-                      f"e_lo = {g}.size * q // C",
-                      f"e_hi = {g}.size * (q + 1) // C",
-                      *[f"{sl[k]} = {v}[e_lo:e_hi]" for k, v in arrays.items()]]
+        _, some_flats, _ = params[0]
+        generic = {k: ("g_f" if k == "g" else "w_f" if k == "w" else f"s_{k}_f") for k in some_flats}
+        arrays = generic if update else {"g": "g_f"}
+        sl = {k: f"{v}_sl" for k, v in arrays.items()}
+        lines = ["# elements [e_lo, e_hi) of a parameter's `size`, at `at` in the rows of grads",
+                 "e_lo = size * q // C",
+                 "e_hi = size * (q + 1) // C",
+                 *[f"{sl[k]} = grads[0, at + e_lo:at + e_hi]" if k == "g" else f"{sl[k]} = {v}[e_lo:e_hi]"
+                   for k, v in arrays.items()]]
+        if add:
             first = 2 if update else 1   # with the update: chunk 1's partial is added as it reads
-            if add:
-                lines += [f"for chunk in range({first}, n_chunks):",
-                          f"{I}{part}_sl = {part}[chunk, e_lo:e_hi]",
-                          f"{I}for e in range({sl['g']}.size):",
-                          f"{I * 2}{sl['g']}[e] += {part}_sl[e]"]
-            loop = f"for e in range({sl['g']}.size):"
-            if add and update:
-                lines += [f"{part}_1_sl = {part}[1, e_lo:e_hi]",
-                          "if n_chunks == 1:  # a one-row batch: the second slab holds no partial",
-                          f"{I}{part}_1_sl[:] = 0",
-                          loop, *[I + x for x in body(sl, f"{part}_1_sl")]]
-            elif update:
-                lines += [loop, *[I + x for x in body(sl)]]
-        return self._region("for q in numba.prange(C):", lines, name)
+            lines += [f"for chunk in range({first}, n_chunks):",
+                      f"{I}part_sl = grads[chunk, at + e_lo:at + e_hi]",
+                      f"{I}for e in range({sl['g']}.size):",
+                      f"{I * 2}{sl['g']}[e] += part_sl[e]"]
+        loop = f"for e in range({sl['g']}.size):"
+        if add and update:
+            lines += ["part_1_sl = grads[1, at + e_lo:at + e_hi]",
+                      "if n_chunks == 1:  # a one-row batch: the second slab holds no partial",
+                      f"{I}part_1_sl[:] = 0",
+                      loop, *[I + x for x in body(sl, "part_1_sl")]]
+        elif update:
+            lines += [loop, *[I + x for x in body(sl)]]
+        one = name[:-1]
+        made = outline(one, lines, "q", module_names=_MODULE_NAMES)
+        types = {"at": "int64", "size": "int64",
+                 **{v: _array_type(self.dtype, 1) for k, v in arrays.items() if k != "g"}}
+        signature = ", ".join(types.get(p) or self.types[p] for p in made.params[1:])
+        self.outlined.append(made.function(f'@numba.njit("void(int64, {signature})", {_FLAGS})'))
+        self.functions.add(one)
+        layout = self._gradient_layout()
+        calls = []
+        for p, flats, _ in params:
+            at, size = layout[p]
+            actual = {"at": str(at), "size": str(size), **{v: flats[k] for k, v in arrays.items() if k != "g"}}
+            calls += [f"# parameter {p!r}",
+                      f"{one}({', '.join(actual.get(a, a) for a in made.params)})"]
+        return self._region("for q in numba.prange(C):", calls, name)
 
     def _region(self, header: str, body: list[str], name: str) -> list[str]:
         """The ``prange`` loop ``header`` over ``body`` (unindented lines). The body moves into a
@@ -432,7 +452,7 @@ class _EpochGenerator(_Generator):
         (:mod:`kernels.outline`: Numba's parfor passes took 14-18 s over the inline bodies of the
         784 net's data-parallel epoch); a body that cannot move stays inline."""
         var = header.split()[1]
-        made = outline(name, body, var, module_names=_MODULE_NAMES)
+        made = outline(name, body, var, module_names=_MODULE_NAMES | self.functions)
         if made is None:
             return [header, *[(_INDENT + line) if line else "" for line in body]]
         # the loop variable passed as int64: the parfor's own index is unsigned, which would
@@ -441,29 +461,75 @@ class _EpochGenerator(_Generator):
         types = [self.types.get(p) for p in made.params[1:]]
         if None in types:   # reads a value not typed here: called by name (linked into the caller)
             self.outlined.append(made.function(f"@numba.njit({_FLAGS})"))
+            self.functions.add(name)
             return [header, _INDENT + made.call(loop_arg)]
         signature = f"void({', '.join(['int64', *types])})"
         self.outlined.append(made.function(f'@numba.njit("{signature}", {_FLAGS})'))
+        self.functions.add(name)
         self.pointers.append(name)
         return [header, _INDENT + made.call(loop_arg, callee=_pointer_argument(name))]
 
-    def _gather(self, x: str, tgt: str, buf_index: str, first_row: str) -> list[str]:
-        """Lines copying the batch's rows (``order[first_row + r]``) into the input/target buffers."""
+    def _gather(self, x: str, tgt: str, into: dict[str, str], first_row: str) -> list[str]:
+        """Lines copying the batch's rows (``order[first_row + r]``) into the arrays ``into[x]``
+        and ``into[tgt]``."""
         lines = [f"for r in range({'Nc' if self.chunked else 'N'}):",
                  f"{_INDENT}row = order[{first_row} + r]"]
         for v, src in ((x, "X"), (tgt, "T")):
-            buf = f"{self.array(v)}_buf"
             if len(self.api_shape(v)) == 2:
                 lines += [f"{_INDENT}for c in range({src}.shape[1]):",
-                          f"{_INDENT * 2}{buf}[{buf_index}r, c] = {src}[row, c]"]
+                          f"{_INDENT * 2}{into[v]}[r, c] = {src}[row, c]"]
             else:
-                lines.append(f"{_INDENT}{buf}[{buf_index}r] = {src}[row]")
+                lines.append(f"{_INDENT}{into[v]}[r] = {src}[row]")
         return lines
 
-    def _chunk_shape(self, shape) -> str:
-        """``(C, R, 784)``: a batched buffer's shape with one slab of R rows per chunk."""
-        rest = [self.printer.doprint(sp.sympify(d)) for d in shape[1:]]
-        return "(" + ", ".join(["C", "R", *rest]) + ")"
+    def _static_size(self, shape) -> int:
+        """The number of elements of ``shape`` (batch axis excluded by the caller); the chunked
+        form's flat layouts need it as a number."""
+        try:
+            return int(np.prod([int(d) for d in shape], dtype=np.int64))
+        except TypeError:
+            raise NotChunkable(f"shape {shape} is not static") from None
+
+    def _gradient_layout(self) -> dict[str, tuple[int, int]]:
+        """``parameter -> (offset, size)`` of its gradient in a row of ``grads``, in signature order."""
+        layout, at = {}, 0
+        for p in self.sig.parameters:
+            size = self._static_size(self.api_shape(p))
+            layout[p], at = (at, size), at + size
+        return layout
+
+    def _chunk_slabs(self, x: str, tgt: str) -> tuple[list[str], list[str]]:
+        """(prologue lines, the chunk's view lines) of the data-parallel form's workspaces: every
+        batched array's slab of ``R`` rows lies in ``work[chunk]``, every kept row reduction's in
+        ``work_rows[chunk]``, every parameter's partial gradient in ``grads[chunk]``."""
+        dt = self.dtype
+        pro, views, at = [], [], 0
+        for v, shape in [(x, self.api_shape(x)), (tgt, self.api_shape(tgt)), *self.buffers.items()]:
+            width = self._static_size(shape[1:])
+            rest = "".join(f", {self.printer.doprint(sp.sympify(d))}" for d in shape[1:])
+            span = f"{'R * ' + str(at) if at else '0'}:R * {at + width}"
+            views.append(f"{self.array(v)} = work_c[{span}]{f'.reshape(R{rest})' if len(shape) > 1 else ''}[:Nc]")
+            at += width
+        pro.append(f"work = np.empty((C, R * {at}), dtype={self.dt})  # each chunk's slab of every batched array")
+        views.insert(0, "work_c = work[chunk]")
+        self.types["work"] = _array_type(dt, 2)
+        if self.row_buffers:
+            pro.append(f"work_rows = np.empty((C, R * {len(self.row_buffers)}))  # row reductions kept for "
+                       "later statements")
+            self.types["work_rows"] = _array_type("float64", 2)
+            views += [f"{name} = work_rows[chunk, {f'R * {j}' if j else '0'}:R * {j + 1}]"
+                      for j, name in enumerate(self.row_buffers)]
+        layout = self._gradient_layout()
+        total = sum(size for _, size in layout.values())
+        pro.append(f"grads = np.empty((max(C, 2), {total}), dtype={self.dt})  # each chunk's partial gradients")
+        self.types["grads"] = _array_type(dt, 2)
+        for p, (at, size) in layout.items():
+            g = self.array(S.GRAD_PREFIX + p)
+            shape = self.api_shape(p)
+            shaped = f".reshape{self.shape_text(shape)}" if len(shape) > 1 else ""
+            pro.append(f"{g}_total = grads[0, {at}:{at + size}]{shaped}  # their sum, after each batch's chunks")
+            views.append(f"{g} = grads[chunk, {at}:{at + size}]{shaped}")
+        return pro, views
 
     def generate_epoch(self) -> str:
         sig = self.sig
@@ -487,51 +553,34 @@ class _EpochGenerator(_Generator):
         if chunked:
             pro += ["C = max(1, n_threads)  # one chunk of each batch's rows per thread",
                     "R = (N + C - 1) // C  # rows of the largest chunk",
-                    "", "# ---- workspaces: allocated once, one slab per chunk, viewed as buf[chunk, :Nc] ----"]
+                    "", "# ---- workspaces: allocated once, one slab per chunk, viewed as [:Nc] of its R rows ----"]
+            # the types of what a prange body may read (see _region)
+            dt = self.dtype
+            self.types.update({"X": _array_type(dt, len(self.api_shape(x)), readonly=True),
+                               "T": _array_type(dt, len(self.api_shape(tgt)), readonly=True),
+                               "order": _array_type("int64", 1, readonly=True),
+                               "loss_parts": _array_type("float64", 1),
+                               **{k: "int64" for k in ("N", "start", "n_chunks", "C", "R")},
+                               **{self.array(p): _array_type(dt, len(self.api_shape(p))) for p in sig.parameters}})
+            slabs, views = self._chunk_slabs(x, tgt)
+            pro += [*slabs, "loss_parts = np.empty(C)"]
         else:
             pro += ["", "# ---- workspaces: allocated once, viewed as buf[:N] in each batch ----"]
-        views = []
-        # the types of what a prange body may read (see _region); buffers are (C, R, ...) here
-        dt = self.dtype
-        self.types.update({"X": _array_type(dt, len(self.api_shape(x)), readonly=True),
-                           "T": _array_type(dt, len(self.api_shape(tgt)), readonly=True),
-                           "order": _array_type("int64", 1, readonly=True),
-                           "loss_parts": _array_type("float64", 1),
-                           **{k: "int64" for k in ("N", "start", "n_chunks", "C")},
-                           **{self.array(p): _array_type(dt, len(self.api_shape(p))) for p in sig.parameters}})
-        for v in (x, tgt):
-            shape = self.api_shape(v)
-            text = self._chunk_shape(shape) if chunked else self.shape_text(shape)
-            pro.append(f"{self.array(v)}_buf = np.empty({text}, dtype={self.dt})")
-            self.types[f"{self.array(v)}_buf"] = _array_type(dt, len(shape) + 1)
-        for name, shape in self.buffers.items():
-            arr = self.array(name)
-            text = self._chunk_shape(shape) if chunked else self.shape_text(shape)
-            pro.append(f"{arr}_buf = np.empty({text}, dtype={self.dt})")
-            self.types[f"{arr}_buf"] = _array_type(dt, len(shape) + 1)
-            if self.batched(name):
-                views.append(f"{arr} = {arr}_buf[chunk, :Nc]" if chunked else f"{arr} = {arr}_buf[:N]")
-            else:
-                pro.append(f"{arr} = {arr}_buf")
-        for p in sig.parameters:
-            g = self.array(S.GRAD_PREFIX + p)
-            shape = self.shape_text(self.api_shape(p))
-            if chunked:
-                pro.append(f"{g}_chunks = np.empty((max(C, 2), {shape[1:]}, dtype={self.dt})  # partial gradients")
-                self.types[f"{g}_chunks"] = _array_type(dt, len(self.api_shape(p)) + 1)
-                pro.append(f"{g}_total = {g}_chunks[0]  # their sum, after each batch's chunks")
-                views.append(f"{g} = {g}_chunks[chunk]")
-            else:
-                pro.append(f"{g} = np.empty({shape}, dtype={self.dt})")
-        for name in self.row_buffers:
-            if chunked:
-                pro.append(f"{name}_chunks = np.empty((C, R))  # a row reduction kept for later statements")
-                self.types[f"{name}_chunks"] = _array_type("float64", 2)
-                views.append(f"{name} = {name}_chunks[chunk]")
-            else:
+            views = []
+            for v in (x, tgt):
+                pro.append(f"{self.array(v)}_buf = np.empty({self.shape_text(self.api_shape(v))}, dtype={self.dt})")
+            for name, shape in self.buffers.items():
+                arr = self.array(name)
+                pro.append(f"{arr}_buf = np.empty({self.shape_text(shape)}, dtype={self.dt})")
+                if self.batched(name):
+                    views.append(f"{arr} = {arr}_buf[:N]")
+                else:
+                    pro.append(f"{arr} = {arr}_buf")
+            for p in sig.parameters:
+                g = self.array(S.GRAD_PREFIX + p)
+                pro.append(f"{g} = np.empty({self.shape_text(self.api_shape(p))}, dtype={self.dt})")
+            for name in self.row_buffers:
                 pro.append(f"{name} = np.empty(N)  # a row reduction kept for later statements")
-        if chunked:
-            pro.append("loss_parts = np.empty(C)")
         pro += opt_pro
 
         loop = ["", "for b in range(n_batches):", f"{_INDENT}start = b * batch_size",
@@ -544,10 +593,10 @@ class _EpochGenerator(_Generator):
             rows = [t for t in self.scalars if t not in self.const_scalars]
             region = ["lo = chunk * N // n_chunks",
                       "Nc = (chunk + 1) * N // n_chunks - lo",
+                      *views,
                       "# this chunk's rows of the batch",
-                      *self._gather(x, tgt, "chunk, ", "start + lo"),
-                      *[f"{self.array(v)} = {self.array(v)}_buf[chunk, :Nc]" for v in (x, tgt)],
-                      *views, *loop_body,
+                      *self._gather(x, tgt, {v: self.array(v) for v in (x, tgt)}, "start + lo"),
+                      *loop_body,
                       f"loss_parts[chunk] = {' + '.join(rows) or '0.0'}"]
             loop += ["", f"{ind}n_chunks = min(C, N)",
                      *[ind + line if line else "" for line in
@@ -557,7 +606,7 @@ class _EpochGenerator(_Generator):
                      f"{_INDENT * 2}loss += loss_parts[chunk]"]
         else:
             loop.append(f"{ind}# gather the batch's rows")
-            gather = self._gather(x, tgt, "", "start")
+            gather = self._gather(x, tgt, {v: f"{self.array(v)}_buf" for v in (x, tgt)}, "start")
             inputs = [f"{self.array(v)} = {self.array(v)}_buf[:N]" for v in (x, tgt)]
             loop += [ind + line for line in gather + inputs + views]
             loop += [(ind + line) if line else "" for line in loop_body]

@@ -113,10 +113,14 @@ def test_penalties_run_outside_the_parallel_region():
     assert loop.splitlines()[1].strip().startswith("chunk_pass_fn(np.int64(chunk), ")
     assert "FUNCTION_ARGUMENTS = ('_chunk_pass', '_add_slices', '_update_slices')" in src
     assert "n_threads, chunk_pass_fn, add_slices_fn, update_slices_fn):" in src
-    assert re.search(r'@numba\.njit\("void\(int64, int64, int64, '
+    assert re.search(r'@numba\.njit\("void\(int64, int64, int64, float64\[:, ::1\], int64, float64\[:, ::1\], '
                      r"Array\(int64, 1, 'C', readonly=True\), int64, Array\(float64, 2, 'C', readonly=True\), "
-                     r'float64\[:, :, ::1\], .*\)", cache=True.*\ndef _chunk_pass\(chunk, N, n_chunks, order, start, X, ',
+                     r'.*\)", cache=True.*\ndef _chunk_pass\(chunk, N, n_chunks, work, R, grads, order, start, X, T, ',
                      src)
+    # few arrays cross into the region: every batched array's slab is a view of work[chunk], every
+    # partial gradient one of grads[chunk] (each array a prange body reads costs ~40 ms to compile)
+    assert "    g_W1_18 = grads[chunk, 0:18].reshape(6, 3)\n" in src
+    assert re.search(r"\n    v_z1_\d+ = work_c\[R \* 5:R \* 11\]\.reshape\(R, 6\)\[:Nc\]\n", src)
     region = src[src.index("def _chunk_pass("):src.index("loss_parts[chunk] =")]
     assert "v_W1" in region and "W1[k,l]²" in region          # the penalty's equation is still shown there
     assert "/20000" not in region and "(1/10)*v_W" not in region   # but its loops are not
@@ -128,10 +132,17 @@ def test_update_runs_on_slices_of_every_parameter_in_parallel():
     src = generate_epoch(NETS["relu-sce"](), Adam(), "float32", "parallel")
     loop = src[src.index("# in parallel: the chunks' partial gradients added, then the update"):]
     assert "for q in numba.prange(C):\n            add_and_update_slices_fn(np.int64(q), " in loop
+    # the work on one parameter is one function, called for each parameter with its arrays and
+    # the place of its gradient in the rows of grads: the rules are printed (and compiled) once
+    one = src[src.index("def _add_and_update_slice("):src.index("def _add_and_update_slices(")]
+    assert one.count("e_lo = ") == 1 and "range(e_lo" not in one     # slices, not offset ranges
+    assert one.count("# m ← ") == 1 and "o_g = g_f_sl[e] + part_1_sl[e]" in one
+    assert "g_f_sl = grads[0, at + e_lo:at + e_hi]" in one and "part_1_sl = grads[1, at + e_lo:at + e_hi]" in one
     update = src[src.index("def _add_and_update_slices("):src.index("def train_epoch(")]
-    assert update.count("e_lo = ") == 6 and "range(e_lo" not in update     # slices, not offset ranges
-    # the second chunk's partial is read by the update itself: the rules are printed once a parameter
-    assert update.count("# m ← ") == 6 and "o_g = g_W1_24_f_sl[e] + g_W1_24_parts_1_sl[e]" in update
+    calls = [line.strip() for line in update.splitlines() if line.strip().startswith("_add_and_update_slice(")]
+    assert len(calls) == 6
+    # W2 after W1 (18) and b1 (6), 5 x 6 elements
+    assert "_add_and_update_slice(q, 30, C, v_W2_2_f, grads, 24, s_v_W2_2_m_f, s_v_W2_2_v_f, n_chunks, " in calls[2]
     # with a penalty, its gradient term comes between the sum and the update: two regions
     src = generate_epoch(NETS["relu-mse-l2"](), Adam(), "float64", "parallel")
     tail = src[src.index("# the chunks' partial gradients, added into the first chunk's, in parallel"):]
