@@ -42,7 +42,8 @@ import ast
 import builtins
 from dataclasses import dataclass
 
-from numba.core.types import WrapperAddressProtocol
+from numba.core.types import FunctionType, WrapperAddressProtocol
+from numba.extending import typeof_impl
 
 __all__ = ["outline", "Outlined", "module_level_names", "FunctionPointer"]
 
@@ -166,6 +167,7 @@ class FunctionPointer(WrapperAddressProtocol):
             raise ValueError(f"{dispatcher.__name__} needs exactly one explicit signature, has {len(signatures)}")
         self.dispatcher = dispatcher
         self._signature = signatures[0]
+        self._type = FunctionType(self._signature)
         self._address = None
 
     def signature(self):
@@ -176,3 +178,10 @@ class FunctionPointer(WrapperAddressProtocol):
             result = self.dispatcher.overloads[self._signature.args]
             self._address = result.library.get_pointer_to_function(result.fndesc.llvm_cfunc_wrapper_name)
         return self._address
+
+
+@typeof_impl.register(FunctionPointer)
+def _typeof_function_pointer(value, context):
+    """Its type, made once: Numba's rule for any such object builds a new ``FunctionType`` on
+    every call (40 µs measured on a 30-argument signature)."""
+    return value._type

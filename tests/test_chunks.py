@@ -9,7 +9,9 @@ serial epoch function, which test_epoch.py checks against a NumPy loop.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -261,3 +263,30 @@ def test_module_doctest_examples_run():
     import doctest
 
     assert doctest.testmod(sys.modules["kernels.chunks"]).failed == 0
+
+
+def test_second_process_loads_the_data_parallel_epoch_from_numbas_cache(tmp_path):
+    """train_epoch takes its prange bodies as function pointers, typed by their signatures, not
+    by object: a new process loads it and them from Numba's cache without compiling."""
+    code = """
+import numpy as np, derive, kernels, kernels.epoch
+net = derive.mlp([3, 6, 5, 4], activation="relu", loss="softmax_cross_entropy")
+model = kernels.compile(net, dtype="float64", backend="parallel")
+opt = kernels.Adam(lr=1e-3)
+fn = model.epoch_kernel(opt, "parallel")
+rng = np.random.default_rng(0)
+X, T = rng.normal(size=(8, 3)), np.eye(4)[np.arange(8) % 4]
+X, T, order, batch, params, arrays = model._epoch_arrays(X, T, np.arange(8), 4, model.init_state(opt), ("m", "v"))
+losses = np.full(2, np.nan)
+done = fn(X, T, order, batch, *params, *arrays, kernels.epoch.hyper_vector(opt), 0, losses, 2, *fn.pointers)
+functions = [fn, *(p.dispatcher for p in fn.pointers)]
+print(len(fn.pointers), done, sum(len(f.stats.cache_misses) for f in functions),
+      sum(len(f.stats.cache_hits) for f in functions), *losses)
+"""
+    env = {**os.environ, "SYMPROP_CACHE": str(tmp_path)}
+    outs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True) for _ in range(2)]
+    assert [o.returncode for o in outs] == [0, 0], outs[-1].stderr[-2000:]
+    cold, warm = (o.stdout.split() for o in outs)
+    assert cold[:4] == ["2", "2", "3", "0"]       # two pointers; three functions compiled
+    assert warm[:4] == ["2", "2", "0", "3"]       # ... and loaded from the cache
+    assert cold[4:] == warm[4:]                   # the same losses

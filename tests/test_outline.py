@@ -77,3 +77,4 @@ def test_function_pointer_needs_one_explicit_signature():
     pointer = FunctionPointer(typed)
     assert pointer.signature() == typed.nopython_signatures[0]
     assert pointer.__wrapper_address__() > 0
+    assert numba.typeof(pointer) is numba.typeof(pointer) == numba.types.FunctionType(pointer.signature())
