@@ -438,11 +438,14 @@ class _EpochGenerator(_Generator):
         elif update:
             lines += [loop, *[I + x for x in body(sl)]]
         one = name[:-1]
-        made = outline(one, lines, "q", module_names=_MODULE_NAMES)
+        made = outline(one, lines, "q", module_names=_MODULE_NAMES | self.functions)
         types = {"at": "int64", "size": "int64",
                  **{v: _array_type(self.dtype, 1) for k, v in arrays.items() if k != "g"}}
-        signature = ", ".join(types.get(p) or self.types[p] for p in made.params[1:])
-        self.outlined.append(made.function(f'@numba.njit("void(int64, {signature})", {_FLAGS})'))
+        signature = [types.get(p) or self.types.get(p) for p in made.params[1:]]
+        if None in signature:   # a rule reads a value not typed here: compiled for what it gets
+            self.outlined.append(made.function(f"@numba.njit({_FLAGS})"))
+        else:
+            self.outlined.append(made.function(f'@numba.njit("void(int64, {", ".join(signature)})", {_FLAGS})'))
         self.functions.add(one)
         layout = self._gradient_layout()
         calls = []
@@ -457,7 +460,10 @@ class _EpochGenerator(_Generator):
         """The ``prange`` loop ``header`` over ``body`` (unindented lines). The body moves into a
         serial function ``name`` of its own, kept in :attr:`outlined` for the module
         (:mod:`kernels.outline`: Numba's parfor passes took 14-18 s over the inline bodies of the
-        784 net's data-parallel epoch); a body that cannot move stays inline."""
+        784 net's data-parallel epoch); a body that cannot move stays inline. When every value
+        it reads has a type in :attr:`types`, the function gets that signature and the loop calls
+        it through a function-pointer argument of the epoch function (compiled once); else by
+        name (linked, and compiled again into the caller)."""
         var = header.split()[1]
         made = outline(name, body, var, module_names=_MODULE_NAMES | self.functions)
         if made is None:

@@ -25,7 +25,7 @@ import derive
 from derive.ops import BATCH
 from kernels import chunks
 from kernels.epoch import generate_epoch, hyper_vector
-from kernels.optim import SGD, Adam
+from kernels.optim import SGD, Adam, AdamW, RMSprop
 
 NETS = {
     "relu-sce": lambda: derive.mlp([3, 6, 5, 4], activation="relu", loss="softmax_cross_entropy"),
@@ -290,3 +290,18 @@ print(len(fn.pointers), done, sum(len(f.stats.cache_misses) for f in functions),
     assert cold[:4] == ["2", "2", "3", "0"]       # two pointers; three functions compiled
     assert warm[:4] == ["2", "2", "0", "3"]       # ... and loaded from the cache
     assert cold[4:] == warm[4:]                   # the same losses
+
+
+@pytest.mark.parametrize("key", sorted(NETS))
+def test_every_region_is_typed_and_called_through_a_pointer(key):
+    """The generator knows the type of every value a region reads, for every optimizer: no
+    outlined function is compiled lazily (and linked into train_epoch again)."""
+    for opt in (SGD(lr=0.1), SGD(lr=0.1, momentum=0.9, nesterov=True), RMSprop(), Adam(l1=0.01, l2=0.01),
+                AdamW(weight_decay=0.01)):
+        src = generate_epoch(NETS[key](), opt, "float32", "parallel", chunked=True)
+        functions = re.findall(r"\n@numba\.njit\((.*)\)\ndef (_\w+)\(", src)
+        outlined = [(deco, name) for deco, name in functions if "slice" in name or name == "_chunk_pass"]
+        assert len(outlined) >= 3 and all(deco.startswith('"void(int64, ') for deco, _ in outlined), outlined
+        pointers = re.search(r"\nFUNCTION_ARGUMENTS = (\(.*\))\n", src).group(1)
+        assert pointers in ("('_chunk_pass', '_add_and_update_slices')",
+                            "('_chunk_pass', '_add_slices', '_update_slices')")
