@@ -270,9 +270,8 @@ class _EpochGenerator(_Generator):
         self.opt = optimizer
         self.parallel_min = int(parallel_min)
         self.chunked = chunked
-        self.outlined: list[list[str]] = []   # the prange bodies moved into functions (_region)
+        self.outlined: dict[str, list[str]] = {}   # name -> lines of the functions prange bodies call
         self.pointers: list[str] = []         # those called through a FunctionPointer argument
-        self.functions: set[str] = set()      # the names of the outlined functions
         self.types: dict[str, str] = {}       # Numba type of each value a prange body may read
         self.before_chunks: list[str] = []    # chunked: row-independent values (penalties)
         self.after_chunks: list[str] = []     # chunked: row-independent gradient terms
@@ -334,11 +333,11 @@ class _EpochGenerator(_Generator):
                                      eq, self.array(v), "scalar", False)
 
     def optimizer_lines(self, step: str) -> tuple[list[str], list[str], list[tuple], Callable]:
-        """(prologue lines, the step's scalar lines, one ``(parameter, flats, parts)`` per
-        parameter, ``body``) of the update: ``flats`` maps ``w``, ``g`` and each state slot to its
-        flat array, ``parts`` names the chunks' partial gradients as a (C, size) array (chunked
-        form), ``body(flats, plus=None)`` prints the per-element statements for element ``e`` of
-        the arrays (with ``plus``, an array whose element is added to the gradient's as it is read)."""
+        """(prologue lines, the step's scalar lines, one ``(parameter, flats)`` per parameter,
+        ``body``) of the update: ``flats`` maps ``w``, ``g`` and each state slot to its flat array
+        (the chunked form reads ``g`` from ``grads`` instead, see :meth:`sliced_region`),
+        ``body(flats, plus=None)`` prints the per-element statements for element ``e`` of the
+        arrays (with ``plus``, an array whose element is added to the gradient's as it is read)."""
         opt, sig = self.opt, self.sig
         printer = KernelPrinter(self.names)
         r = OptimizerRules(opt, step)
@@ -349,8 +348,9 @@ class _EpochGenerator(_Generator):
         step_lines = ["", f"# ---- optimizer {type(opt).__name__}: t = step0 + b + 1 ----",
                       f"{step} = step0 + b + 1"]
         for e, sym in r.scalars.items():
-            step_lines.append(f"{printer.doprint(sym)} = {self.dt}({printer.doprint(e)})")
-            self.types[printer.doprint(sym)] = self.dtype
+            scalar = printer.doprint(sym)
+            step_lines.append(f"{scalar} = {self.dt}({printer.doprint(e)})")
+            self.types[scalar] = self.dtype
         rule_lines = [(f"# {text}", f"{printer.doprint(lhs)} = {printer.doprint(rhs)}", lhs.name[2:])
                       for (lhs, rhs), text in zip(rules, pretty)]
 
@@ -368,21 +368,20 @@ class _EpochGenerator(_Generator):
             gname = self.array(S.GRAD_PREFIX + p)
             flats = {"w": f"{w}_f", "g": f"{gname}_f"}
             pro.append(f"{w}_f = {w}.reshape({w}.size)")
-            parts = f"{gname}_parts"   # chunked: its slices of `grads` are taken in the region
-            if not self.chunked:
+            if not self.chunked:   # chunked: the region takes the gradient's slices of `grads`
                 pro.append(f"{gname}_f = {gname}.reshape({w}.size)")
             for s in opt.state:
                 arr = f"s_{w}_{s}"
                 flats[s] = f"{arr}_f"
                 pro.append(f"{arr}_f = {arr}.reshape({arr}.size)")
-            params.append((p, flats, parts))
+            params.append((p, flats))
             self.types.update({f: _array_type(self.dtype, 1) for k, f in flats.items() if k != "g"})
         return pro, step_lines, params, body
 
     def update_loops(self, params, body) -> list[str]:
         """The serial and ``prange`` forms' update: one loop over each parameter's elements."""
         lines = []
-        for p, flats, _ in params:
+        for p, flats in params:
             size = f"{flats['w']}.shape[0]"
             loop = [f"for e in range({size}):", *[_INDENT + x for x in body(flats)]]
             lines.append(f"# parameter {p!r}")
@@ -414,7 +413,7 @@ class _EpochGenerator(_Generator):
         copy of the rules about 0.2 s (measured), so the bodies read few arrays and the rules
         are compiled once."""
         I = _INDENT
-        _, some_flats, _ = params[0]
+        _, some_flats = params[0]
         generic = {k: ("g_f" if k == "g" else "w_f" if k == "w" else f"s_{k}_f") for k in some_flats}
         arrays = generic if update else {"g": "g_f"}
         sl = {k: f"{v}_sl" for k, v in arrays.items()}
@@ -438,18 +437,13 @@ class _EpochGenerator(_Generator):
         elif update:
             lines += [loop, *[I + x for x in body(sl)]]
         one = name[:-1]
-        made = outline(one, lines, "q", module_names=_MODULE_NAMES | self.functions)
-        types = {"at": "int64", "size": "int64",
-                 **{v: _array_type(self.dtype, 1) for k, v in arrays.items() if k != "g"}}
-        signature = [types.get(p) or self.types.get(p) for p in made.params[1:]]
-        if None in signature:   # a rule reads a value not typed here: compiled for what it gets
-            self.outlined.append(made.function(f"@numba.njit({_FLAGS})"))
-        else:
-            self.outlined.append(made.function(f'@numba.njit("void(int64, {", ".join(signature)})", {_FLAGS})'))
-        self.functions.add(one)
+        made = outline(one, lines, "q", module_names=_MODULE_NAMES | self.outlined.keys())
+        # compiled for what it gets if a rule reads a value not typed here
+        self._add_function(made, {"at": "int64", "size": "int64",
+                                  **{v: _array_type(self.dtype, 1) for k, v in arrays.items() if k != "g"}})
         layout = self._gradient_layout()
         calls = []
-        for p, flats, _ in params:
+        for p, flats in params:
             at, size = layout[p]
             actual = {"at": str(at), "size": str(size), **{v: flats[k] for k, v in arrays.items() if k != "g"}}
             calls += [f"# parameter {p!r}",
@@ -465,22 +459,28 @@ class _EpochGenerator(_Generator):
         it through a function-pointer argument of the epoch function (compiled once); else by
         name (linked, and compiled again into the caller)."""
         var = header.split()[1]
-        made = outline(name, body, var, module_names=_MODULE_NAMES | self.functions)
+        made = outline(name, body, var, module_names=_MODULE_NAMES | self.outlined.keys())
         if made is None:
             return [header, *[(_INDENT + line) if line else "" for line in body]]
         # the loop variable passed as int64: the parfor's own index is unsigned, which would
         # compile the function a second time for it (2 s measured)
         loop_arg = f"np.int64({var})"
-        types = [self.types.get(p) for p in made.params[1:]]
-        if None in types:   # reads a value not typed here: called by name (linked into the caller)
-            self.outlined.append(made.function(f"@numba.njit({_FLAGS})"))
-            self.functions.add(name)
+        if not self._add_function(made):   # reads a value not typed here: linked into the caller
             return [header, _INDENT + made.call(loop_arg)]
-        signature = f"void({', '.join(['int64', *types])})"
-        self.outlined.append(made.function(f'@numba.njit("{signature}", {_FLAGS})'))
-        self.functions.add(name)
         self.pointers.append(name)
         return [header, _INDENT + made.call(loop_arg, callee=_pointer_argument(name))]
+
+    def _add_function(self, made, types: dict[str, str] | None = None) -> bool:
+        """Print the outlined function ``made`` into the module; its loop variable is int64, its
+        other parameters take their types from ``types`` or :attr:`types`. With all of them known
+        it gets that explicit signature (compiled once, at import) and True is returned; else
+        Numba compiles it for what it is called with."""
+        known = [(types or {}).get(p) or self.types.get(p) for p in made.params[1:]]
+        if None in known:
+            self.outlined[made.name] = made.function(f"@numba.njit({_FLAGS})")
+            return False
+        self.outlined[made.name] = made.function(f'@numba.njit("void({", ".join(["int64", *known])})", {_FLAGS})')
+        return True
 
     def _gather(self, x: str, tgt: str, into: dict[str, str], first_row: str) -> list[str]:
         """Lines copying the batch's rows (``order[first_row + r]``) into the arrays ``into[x]``
@@ -673,7 +673,7 @@ class _EpochGenerator(_Generator):
             "",
             "",
             *HELPERS,
-            *[line for function in self.outlined for line in [*function, "", ""]],
+            *[line for function in self.outlined.values() for line in [*function, "", ""]],
             "# One epoch of mini-batch training; returns the number of updates applied. Arguments:",
             f"#   X: every input row {x!r}, shape (rows, {', '.join(map(str, self.api_shape(x)[1:]))}); "
             f"T: every target row {tgt!r}",
