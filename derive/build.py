@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 import networkx as nx
 
 from .errors import GraphError
+from .ops import number_attribute
 
 __all__ = ["Builder", "mlp"]
 
@@ -95,12 +96,14 @@ class Builder:
 
     def penalty(self, kind: str = "l2", weight: float = 1e-4, on: Iterable[str] | None = None) -> "Builder":
         """Add a penalty node per parameter (default: every weight matrix ``W*``)."""
+        if not isinstance(kind, str):
+            raise GraphError(f"penalty: the kind must be a penalty's name such as 'l2', got {kind!r}")
         params = list(on) if on is not None else [
             v for v, d in self.g.nodes(data=True) if d.get("op") == "parameter" and len(d["shape"]) == 2]
         for p in params:
             if p not in self.g:
                 raise GraphError(f"penalty: no parameter named {p!r}")
-            node = self._add(f"{kind}_{p}", op="penalty", kind=kind, weight=float(weight))
+            node = self._add(f"{kind}_{p}", op="penalty", kind=kind, weight=number_attribute(weight, "weight", at_least=0))
             self.g.add_edge(p, node, arg="w")
         return self
 

@@ -41,6 +41,8 @@ x/(1 + exp(-x))
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -50,7 +52,7 @@ from .errors import GraphError
 
 __all__ = [
     "Op", "OPS", "get_op", "ACTIVATIONS", "ELEMENTWISE_LOSSES", "ROW_LOSSES", "PENALTIES",
-    "scalar_function", "row_loss", "X", "Y", "T", "W", "BATCH", "is_formula", "REQUIRED",
+    "scalar_function", "row_loss", "X", "Y", "T", "W", "BATCH", "is_formula", "REQUIRED", "number_attribute",
 ]
 
 #: Marks an attribute without a default in :attr:`Op.attrs`.
@@ -124,6 +126,35 @@ def is_formula(name: str) -> bool:
     return not name.isidentifier()
 
 
+def number_attribute(value, name: str, *, at_least: float | None = None) -> float:
+    """The value of a numeric node attribute (``alpha``, ``weight``) as a float.
+
+    It must be a finite real number: text is refused, never parsed (a spec file's ``alpha =
+    "..."`` would otherwise reach SymPy's ``sympify``, which evaluates it), and so are booleans,
+    NaN and infinities. GraphError naming the attribute otherwise.
+
+    >>> number_attribute(0.2, "alpha")
+    0.2
+    >>> number_attribute("1/0", "alpha")
+    Traceback (most recent call last):
+    ...
+    derive.errors.GraphError: 'alpha' must be a finite number, got '1/0'
+    >>> number_attribute(-1, "weight", at_least=0)
+    Traceback (most recent call last):
+    ...
+    derive.errors.GraphError: 'weight' must be at least 0, got -1
+    """
+    try:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    except (TypeError, OverflowError):
+        ok = False
+    if not ok:
+        raise GraphError(f"{name!r} must be a finite number, got {value!r}")
+    if at_least is not None and value < at_least:
+        raise GraphError(f"{name!r} must be at least {at_least:g}, got {value!r}")
+    return float(value)
+
+
 def _user_formula(text: str, variables: Mapping[str, sp.Symbol], what: str) -> sp.Expr:
     from .parse import parse_formula  # local: keeps the parser's import off the registry's path
 
@@ -147,10 +178,14 @@ def scalar_function(op: str, attrs: Mapping[str, Any]) -> sp.Expr:
     if op == "activation":
         if isinstance(fn, sp.Expr):
             return fn
-        if fn in ACTIVATIONS:
+        if attrs.get("alpha") is not None:
+            number_attribute(attrs["alpha"], "alpha")
+        if isinstance(fn, str) and fn in ACTIVATIONS:
             expr, defaults = ACTIVATIONS[fn]
             values = {**defaults, **{k: v for k, v in attrs.items() if k in defaults and v is not None}}
-            return expr.subs({ALPHA: sp.nsimplify(values["alpha"], rational=True)}) if "alpha" in values else expr
+            if "alpha" not in values:
+                return expr
+            return expr.subs({ALPHA: sp.nsimplify(number_attribute(values["alpha"], "alpha"), rational=True)})
         if isinstance(fn, str) and is_formula(fn):
             return _user_formula(fn, {"x": X}, "activation")
         raise GraphError(f"unknown activation {fn!r} (built-in: {', '.join(sorted(ACTIVATIONS))}; "
@@ -158,7 +193,7 @@ def scalar_function(op: str, attrs: Mapping[str, Any]) -> sp.Expr:
     if op == "loss":
         if isinstance(fn, sp.Expr):
             return fn
-        if fn in ELEMENTWISE_LOSSES:
+        if isinstance(fn, str) and fn in ELEMENTWISE_LOSSES:
             return ELEMENTWISE_LOSSES[fn]
         if isinstance(fn, str) and is_formula(fn):
             return _user_formula(fn, {"y": Y, "t": T}, "loss")
@@ -166,9 +201,10 @@ def scalar_function(op: str, attrs: Mapping[str, Any]) -> sp.Expr:
                          "or give an elementwise formula in y and t such as '(y-t)**2')")
     if op == "penalty":
         kind = attrs.get("kind", "l2")
-        if kind not in PENALTIES:
+        if not isinstance(kind, str) or kind not in PENALTIES:
             raise GraphError(f"unknown penalty {kind!r} (built-in: {', '.join(sorted(PENALTIES))})")
-        return sp.nsimplify(attrs.get("weight", 1e-4), rational=True) * PENALTIES[kind]
+        weight = number_attribute(attrs.get("weight", 1e-4), "weight", at_least=0)
+        return sp.nsimplify(weight, rational=True) * PENALTIES[kind]
     raise GraphError(f"op {op!r} has no scalar forward function")
 
 

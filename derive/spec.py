@@ -106,10 +106,13 @@ def _from_layers(spec: dict, source: str) -> nx.DiGraph:
         activation = layer.get("activation")
         if activation is None and i == len(layers):
             activation = spec.get("output_activation")
-        b.dense(units, activation=activation, bias=bool(layer.get("bias", True)), alpha=layer.get("alpha"))
+        bias = layer.get("bias", True)
+        if not isinstance(bias, bool):
+            raise _fail(source, f"layer {i}: 'bias' must be true or false, got {bias!r}")
+        b.dense(units, activation=activation, bias=bias, alpha=layer.get("alpha"))
     b.loss(spec.get("loss", "mse"))
     if spec.get("penalty"):
-        b.penalty(spec["penalty"], float(spec.get("weight", 1e-4)))
+        b.penalty(spec["penalty"], spec.get("weight", 1e-4))
     return b.g
 
 

@@ -97,6 +97,19 @@ def test_unsafe_formula_spec(capsys, tmp_path):
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
 
 
+def test_text_for_a_number_in_a_spec_exits_2_without_running_it(capsys, tmp_path):
+    marker = tmp_path / "pwned"
+    spec = tmp_path / "evil.toml"
+    spec.write_text("input = 2\n[[layers]]\nunits = 3\nactivation = \"leaky_relu\"\n"
+                    f"alpha = \"__import__('pathlib').Path('{marker.as_posix()}').touch()\"\n[[layers]]\nunits = 1\n")
+    for command in ("check-spec", "verify", "kernels", "train"):
+        code, out, err = run(capsys, command, str(spec))
+        assert code == 2 and out == ""
+        assert len(err.splitlines()) == 1, err
+        assert "evil.toml" in err and "node 'a1'" in err and "'alpha' must be a finite number" in err
+    assert not marker.exists()
+
+
 def test_malformed_spec(capsys, tmp_path):
     spec = tmp_path / "broken.toml"
     spec.write_text("name = \n")

@@ -267,6 +267,54 @@ def test_unsafe_formula_in_spec(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+EVIL = "__import__('pathlib').Path('{marker}').touch()"
+
+
+@pytest.mark.parametrize("template", [
+    # a string where a number belongs once reached SymPy's sympify, which evaluates it
+    'input = 2\n[[layers]]\nunits = 3\nactivation = "leaky_relu"\nalpha = "{evil}"\n[[layers]]\nunits = 1\n',
+    'input = 2\n[[layers]]\nunits = 3\nactivation = "tanh"\nalpha = "{evil}"\n[[layers]]\nunits = 1\n',
+    'input = 2\npenalty = "l2"\nweight = "{evil}"\n[[layers]]\nunits = 1\n',
+    '[nodes.x]\nop = "input"\nshape = [2]\n[nodes.W]\nop = "parameter"\nshape = [1, 2]\n'
+    '[nodes.z]\nop = "dense"\ninputs = {{ x = "x", W = "W" }}\n[nodes.t]\nop = "target"\nshape = [1]\n'
+    '[nodes.L]\nop = "loss"\nfunction = "mse"\ninputs = {{ y = "z", t = "t" }}\n'
+    '[nodes.P]\nop = "penalty"\nweight = "{evil}"\ninputs = ["W"]\n',
+])
+def test_text_in_a_numeric_attribute_is_refused_never_evaluated(tmp_path, template):
+    marker = tmp_path / "pwned"
+    path = write(tmp_path / "evil.toml", template.format(evil=EVIL.format(marker=marker.as_posix())))
+    with pytest.raises(derive.SymPropError) as info:
+        derive.load(path)
+    one_line(info, str(path), "must be a finite number", "__import__")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('input = 2\n[[layers]]\nunits = 3\nactivation = "elu"\nalpha = nan\n[[layers]]\nunits = 1\n',
+     "'alpha' must be a finite number, got nan"),
+    ('input = 2\n[[layers]]\nunits = 3\nactivation = "elu"\nalpha = true\n[[layers]]\nunits = 1\n',
+     "'alpha' must be a finite number, got True"),
+    ('input = 2\npenalty = "l1"\nweight = inf\n[[layers]]\nunits = 1\n', "'weight' must be a finite number, got inf"),
+    ('input = 2\npenalty = "l1"\nweight = -0.5\n[[layers]]\nunits = 1\n', "'weight' must be at least 0, got -0.5"),
+    ('input = 2\npenalty = {{ kind = "l2" }}\n[[layers]]\nunits = 1\n', "penalty's name"),
+    ('input = 2\n[[layers]]\nunits = 1\nbias = "no"\n', "'bias' must be true or false, got 'no'"),
+])
+def test_bad_numeric_and_flag_attributes(tmp_path, text, needle):
+    path = write(tmp_path / "s.toml", text.format())
+    with pytest.raises(derive.SymPropError) as info:
+        derive.load(path)
+    one_line(info, str(path), needle)
+
+
+def test_leaky_relu_alpha_from_a_spec_is_used():
+    g = derive.loads_toml('input = 2\n[[layers]]\nunits = 3\nactivation = "leaky_relu"\nalpha = 0.2\n'
+                          '[[layers]]\nunits = 1\n')
+    import sympy
+
+    from derive.ops import X, scalar_function
+    assert scalar_function("activation", g.nodes["a1"]).subs(X, -1) == -sympy.Rational(1, 5)
+
+
 def test_from_dict_refuses_non_tables():
     with pytest.raises(derive.SpecError, match="table"):
         from_dict([1, 2], "listy")
