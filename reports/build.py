@@ -32,6 +32,8 @@ TEX_PACKAGES = ("texlive-latex-base", "texlive-latex-recommended", "texlive-pict
 #: A fixed date for pdfTeX (reproducible PDFs: same .tex, same bytes).
 SOURCE_DATE_EPOCH = "946684800"
 _MAX_LINES = 16
+#: The name LaTeX runs on in its temporary folder (see compile_pdf).
+_JOB = "document.tex"
 
 
 class ReportError(SymPropError):
@@ -113,26 +115,29 @@ def compile_pdf(tex_path: str | os.PathLike, timeout: float = 120.0) -> Path | N
         raise ReportError(f"{tex_path}: no such file")
     with tempfile.TemporaryDirectory(prefix="symprop-tex-") as tmp:
         work = Path(tmp)
-        shutil.copy2(tex_path, work / tex_path.name)
+        # LaTeX runs on a fixed name: a user's file name never reaches the command line (one
+        # starting with "-" would be read as an option, and latexmk's -pdflatex=... runs a shell)
+        source = work / _JOB
+        shutil.copy2(tex_path, source)
         figures = figures_dir(tex_path)
         if figures.is_dir():
             shutil.copytree(figures, work / figures.name)
         flags = ["-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape"]
         if tool[0] == "latexmk":
-            runs = [[tool[1], "-pdf", "-quiet", *flags, tex_path.name]]
+            runs = [[tool[1], "-pdf", "-quiet", *flags, source.name]]
         else:
-            runs = [[tool[1], *flags, tex_path.name]] * 2
+            runs = [[tool[1], *flags, source.name]] * 2
         for cmd in runs:
             try:
                 proc = subprocess.run(cmd, cwd=work, env=_environment(), stdin=subprocess.DEVNULL,
                                       capture_output=True, text=True, errors="replace", timeout=timeout)
             except subprocess.TimeoutExpired:
                 raise ReportError(f"{tex_path}: LaTeX did not finish within {timeout:.0f} s") from None
-            log_file = work / tex_path.with_suffix(".log").name
+            log_file = source.with_suffix(".log")
             log = log_file.read_text(errors="replace") if log_file.exists() else proc.stdout + proc.stderr
             if proc.returncode != 0:
                 raise ReportError(f"LaTeX failed on {tex_path}:\n{summarize_log(log)}")
-        pdf = work / tex_path.with_suffix(".pdf").name
+        pdf = source.with_suffix(".pdf")
         if not pdf.exists():
             raise ReportError(f"LaTeX produced no PDF for {tex_path}:\n{summarize_log(log)}")
         target = tex_path.with_suffix(".pdf")

@@ -234,6 +234,16 @@ def test_shell_escape_is_off(tmp_path):
 
 
 @needs_tex
+def test_a_file_name_like_an_option_is_never_passed_to_latex(tmp_path):
+    """A name starting with "-" reached latexmk's command line, where "-pdflatex=CMD" runs CMD in a
+    shell; LaTeX now runs on a fixed name in its temporary folder."""
+    name = "-pdflatex=touch PWNED;false.pdf"
+    result = reports.write(derive.mlp([2, 3, 1], activation="tanh"), tmp_path / name, pdf=True)
+    assert result.pdf == tmp_path / name and result.pdf.read_bytes().startswith(b"%PDF")
+    assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
+
+
+@needs_tex
 def test_tex_cannot_read_absolute_paths(tmp_path):
     tex = tmp_path / "read.tex"
     tex.write_text("\\documentclass{article}\n\\begin{document}\n\\input{/etc/passwd}\n\\end{document}\n")
