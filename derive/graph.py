@@ -23,6 +23,7 @@ Examples
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 import networkx as nx
@@ -55,10 +56,18 @@ def _label(g: nx.DiGraph, v) -> str:
     return f"node {v!r}" + (f" ({op})" if isinstance(op, str) else "")
 
 
+#: Prefixes of the symbols that stand for gradients and layer errors (:mod:`derive.symbols`):
+#: a node named ``dL/dz1`` would be taken for the gradient of ``z1``.
+RESERVED_PREFIXES = ("dL/d", "delta(")
+
+
 def _check_names(g: nx.DiGraph) -> None:
     for v in g.nodes:
-        if not isinstance(v, str) or not v.strip() or any(ord(c) < 32 for c in v):
+        if not isinstance(v, str) or not v.strip() or any(unicodedata.category(c) == "Cc" for c in v):
             raise GraphError(f"node {v!r}: a node name must be a non-empty string without control characters")
+        if v.startswith(RESERVED_PREFIXES):
+            raise GraphError(f"node {v!r}: names starting with {' or '.join(map(repr, RESERVED_PREFIXES))} are "
+                             "reserved for gradients and layer errors")
         try:
             v.encode("utf-8")
         except UnicodeEncodeError:

@@ -37,9 +37,10 @@ __all__ = ["symbolic_loss", "symbolic_gradients", "SymbolicGradients", "random_v
 
 def _element_symbols(v: str, shape: tuple[int, ...], number: int) -> np.ndarray:
     """One real symbol per element, named ``W1_0_1`` (a Python identifier, so lambdify needs no
-    renaming pass, which costs minutes on large expressions). Names with ``_`` or that are not
-    identifiers become ``_leaf<k>``, so two leaves never share an element name."""
-    stem = v if v.isidentifier() and "_" not in v else f"_leaf{number}"
+    renaming pass, which costs minutes on large expressions). Names with ``_``, that are not
+    identifiers, or not ASCII (Python reads ``Ｗ1`` as ``W1``: NFKC) become ``_leaf<k>``, so two
+    leaves never share an element name."""
+    stem = v if v.isascii() and v.isidentifier() and "_" not in v else f"_leaf{number}"
     arr = np.empty(shape, dtype=object)
     for idx in np.ndindex(*shape):
         arr[idx] = sp.Symbol("_".join([stem, *map(str, idx)]), real=True)

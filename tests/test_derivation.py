@@ -106,6 +106,15 @@ def check_network(net, bp, batch: int, seed: int) -> None:
         assert np.max(np.abs(grads[p] - fd[p])) <= 1e-6 * scale, (p, grads[p], fd[p])
 
 
+def test_names_python_reads_as_one_stay_two_parameters():
+    """Python normalises identifiers (NFKC): ``Ｗ1`` and ``W1`` as element names once made the
+    ground truth's lambdified function fail with "duplicate argument 'W1_0_0'"."""
+    import networkx as nx
+
+    net = nx.relabel_nodes(derive.mlp([2, 3, 2], activation="tanh", loss="mse"), {"W2": "Ｗ1", "b2": "ｂ1"})
+    check_network(net, derive.backprop(net), batch=3, seed=5)
+
+
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_derived_gradients_match_symbolic_and_finite_differences(name):
     net, bp = derived(name)

@@ -387,13 +387,20 @@ def test_empty_graph():
     one_line_error(nx.DiGraph(), match="empty")
 
 
-@pytest.mark.parametrize("name", ["", "  ", "a\nb", 3])
+@pytest.mark.parametrize("name", ["", "  ", "a\nb", 3, "del\x7f", "c1\x85"])
 def test_bad_node_names(name):
     g = net()
     nx.relabel_nodes(g, {"a1": name}, copy=False)
     with pytest.raises(derive.GraphError) as info:
         derive.validate(g)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["dL/dz1", "dL/dW1", "delta(1)", "delta(\\foo)"])
+def test_names_of_gradients_and_layer_errors_are_reserved(name):
+    """A node named like a gradient symbol was taken for one: wrong gradients, no error."""
+    g = nx.relabel_nodes(net(), {"a1": name})
+    one_line_error(g, match=f"node {name!r}: names starting with 'dL/d' or 'delta(' are reserved")
 
 
 def test_errors_are_value_errors():
