@@ -49,6 +49,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from .atomic import atomic_file
 from .errors import GraphError, SpecError
 
 __all__ = ["load", "save", "from_dict", "to_dict", "loads_toml", "to_toml"]
@@ -133,6 +134,8 @@ def _from_nodes(spec: dict, source: str) -> nx.DiGraph:
         if not isinstance(sources, dict):
             raise _fail(source, f"node {name!r}: 'inputs' must map argument names to node names")
         for arg, src in sources.items():
+            if not isinstance(src, str):
+                raise _fail(source, f"node {name!r}: input {arg!r} must name a node, got {src!r}")
             if src not in nodes:
                 raise _fail(source, f"node {name!r}: input {arg!r} names unknown node {src!r}")
             g.add_edge(src, name, arg=arg)
@@ -142,7 +145,7 @@ def _from_nodes(spec: dict, source: str) -> nx.DiGraph:
 def _args_of(op) -> tuple[str, ...]:
     from .ops import OPS
 
-    return OPS[op].args if op in OPS else ()
+    return OPS[op].args if isinstance(op, str) and op in OPS else ()
 
 
 def loads_toml(text: str, source: str = "spec") -> nx.DiGraph:
@@ -178,9 +181,12 @@ def load(path: str | os.PathLike) -> nx.DiGraph:
             raise _fail(source, f"invalid JSON: {e}") from None
         if not isinstance(data, dict) or "nodes" not in data or "edges" not in data:
             raise _fail(source, "not a node-link network (needs 'nodes' and 'edges')")
+        for key in ("nodes", "edges"):
+            if not isinstance(data[key], list) or not all(isinstance(item, dict) for item in data[key]):
+                raise _fail(source, f"malformed node-link data: {key!r} must be a list of objects")
         try:
             g = nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
-        except (KeyError, TypeError, nx.NetworkXError) as e:
+        except (KeyError, TypeError, AttributeError, nx.NetworkXError) as e:
             raise _fail(source, f"malformed node-link data: {e}") from None
         from .graph import validate
 
@@ -207,10 +213,8 @@ def save(g: nx.DiGraph, path: str | os.PathLike) -> None:
         text = to_toml(g)
     else:
         raise SpecError(f"{path}: unknown spec format {path.suffix!r} (use .toml or .json)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_file(path, "w") as f:
+        f.write(text)
 
 
 def _toml_value(v) -> str:

@@ -21,7 +21,7 @@ w ← w - m·lr/((1 - β₁ᵗ)·(ε + √(v/(1 - β₂ᵗ))))
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import sympy as sp
@@ -202,9 +202,19 @@ def get_optimizer(name: str, **hyper) -> Optimizer:
 
     >>> get_optimizer("adam", lr=0.01).lr
     0.01
+    >>> get_optimizer("sgd", weight_decay=0.1)
+    Traceback (most recent call last):
+    ...
+    ValueError: optimizer 'sgd' has no option 'weight_decay' (its options: lr, l1, l2, momentum, nesterov)
     """
     try:
         factory = OPTIMIZERS[name.lower()]
     except (KeyError, AttributeError):
         raise ValueError(f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})") from None
-    return factory(**{k: v for k, v in hyper.items() if v is not None})
+    given = {k: v for k, v in hyper.items() if v is not None}
+    cls = factory if isinstance(factory, type) else SGD     # momentum and nesterov are SGD's
+    options = [f.name for f in fields(cls) if f.init]
+    unknown = sorted(set(given) - set(options))
+    if unknown:
+        raise ValueError(f"optimizer {name!r} has no option {unknown[0]!r} (its options: {', '.join(options)})")
+    return factory(**given)

@@ -28,11 +28,14 @@ import os
 import sys
 import time
 import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+
+from derive.atomic import atomic_file
 
 __all__ = ["train", "History", "save_checkpoint", "load_checkpoint", "save_parameters", "predict", "accuracy"]
 
@@ -69,10 +72,19 @@ class History:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_file(path, "w") as f:
+        f.write(text)
+
+
+def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` to ``path`` as the uncompressed ``.npz`` that ``np.savez`` makes (one
+    ``<name>.npy`` member each, no pickle), atomically. Names are archive members, never keyword
+    arguments: ``np.savez(f, **arrays)`` lost a parameter named ``allow_pickle`` and failed on
+    one named ``file``."""
+    with atomic_file(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, value in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
 # --- predictions and metrics -----------------------------------------------------------------------
@@ -132,10 +144,7 @@ def save_checkpoint(path: str | os.PathLike, model, state: Mapping[str, Mapping[
             arrays[f"state/{p}/{s}"] = v
     arrays["meta"] = np.array(json.dumps({"version": CHECKPOINT_VERSION, "step": int(step), "epoch": int(epoch),
                                           "dtype": model.dtype.name, "history": json.loads(history.to_json())}))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    _write_npz(path, arrays)
 
 
 def save_parameters(path: str | os.PathLike, parameters: Mapping[str, np.ndarray]) -> None:
@@ -143,10 +152,7 @@ def save_parameters(path: str | os.PathLike, parameters: Mapping[str, np.ndarray
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"{path}: parameters are saved as .npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **{p: np.asarray(v) for p, v in parameters.items()})
-    os.replace(tmp, path)
+    _write_npz(path, {p: np.asarray(v) for p, v in parameters.items()})
 
 
 def load_checkpoint(path: str | os.PathLike, model) -> tuple[dict, int, int, History]:
@@ -162,10 +168,7 @@ def load_checkpoint(path: str | os.PathLike, model) -> tuple[dict, int, int, His
         raise ValueError(f"{path}: no such checkpoint") from None
     except (OSError, ValueError, EOFError) as e:
         raise ValueError(f"{path}: not a readable .npz checkpoint ({e})") from None
-    try:
-        meta = json.loads(str(arrays.pop("meta")))
-    except (KeyError, ValueError):
-        raise ValueError(f"{path}: not a symprop checkpoint (no metadata)") from None
+    step, epoch, history = _checkpoint_meta(path, arrays.pop("meta", None))
     params, state = {}, {}
     for key, value in arrays.items():
         kind, _, rest = key.partition("/")
@@ -184,8 +187,34 @@ def load_checkpoint(path: str | os.PathLike, model) -> tuple[dict, int, int, His
         if not np.all(np.isfinite(value)):
             raise ValueError(f"{path}: parameter {p!r} holds NaN or Inf")
         model.parameters[p] = np.ascontiguousarray(value, dtype=model.dtype)
-    history = History(**meta["history"])
-    return state, int(meta["step"]), int(meta["epoch"]), history
+    return state, step, epoch, history
+
+
+def _checkpoint_meta(path: Path, meta) -> tuple[int, int, History]:
+    """``(step, epoch, history)`` from a checkpoint's metadata array; ValueError naming the file
+    and the problem for anything :func:`save_checkpoint` would not have written."""
+    try:
+        meta = json.loads(str(meta)) if meta is not None and meta.shape == () else None
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: not a symprop checkpoint (no metadata)")
+    if meta.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint format {meta.get('version')!r}; this symprop reads {CHECKPOINT_VERSION}")
+    counters = [meta.get("step"), meta.get("epoch")]
+    for key, value in zip(("step", "epoch"), counters):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{path}: the checkpoint's {key!r} must be a whole number >= 0, got {value!r}")
+    try:
+        history = History(**meta["history"])
+        ok = (isinstance(history.epochs, list) and all(isinstance(e, dict) for e in history.epochs)
+              and isinstance(history.stopped, (str, type(None))) and isinstance(history.optimizer, str)
+              and isinstance(history.seconds, (int, float)))
+    except (KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{path}: the checkpoint's history is missing or malformed")
+    return counters[0], counters[1], history
 
 
 # --- the loop ---------------------------------------------------------------------------------------

@@ -208,7 +208,9 @@ def test_unknown_extension(tmp_path):
     one_line(info, "net.yaml")
 
 
-@pytest.mark.parametrize("text", ['{"a": 1}', "[1, 2]", '"nodes"', '{"nodes": []}'])
+@pytest.mark.parametrize("text", ['{"a": 1}', "[1, 2]", '"nodes"', '{"nodes": []}',
+                                  '{"directed": true, "graph": {}, "nodes": [1, 2], "edges": []}',
+                                  '{"directed": true, "graph": {}, "nodes": [{"id": "x"}], "edges": 3}'])
 def test_json_that_is_not_node_link(tmp_path, text):
     spec_error(write(tmp_path / "x.json", text), "node-link")
 
@@ -245,9 +247,16 @@ def test_layers_missing_units(tmp_path):
     ('[nodes.x]\nop = "input"\nshape = [2]\n[nodes.y]\nop = "softmax"\ninputs = { x = "q" }\n', "'q'"),
     ('[nodes.x]\nop = "input"\nshape = [2]\n[nodes.y]\nop = "softmax"\ninputs = "x"\n', "'y'"),
     ("nodes = 3\n", "nodes"),
+    ('[nodes.x]\nop = "input"\nshape = [2]\n[nodes.y]\nop = "softmax"\ninputs = { x = ["x"] }\n',
+     "input 'x' must name a node, got ['x']"),
 ])
 def test_other_spec_errors(tmp_path, text, needle):
     spec_error(write(tmp_path / "s.toml", text), needle)
+
+
+def test_an_op_that_is_a_table_is_a_one_line_error(tmp_path):
+    path = write(tmp_path / "o.toml", '[nodes.x]\nop = "input"\nshape = [2]\n[nodes.y]\nop = { a = 1 }\ninputs = ["x"]\n')
+    spec_error(path, "node 'y': unknown op {'a': 1}", error=derive.GraphError)
 
 
 def test_unknown_layer_activation_is_a_one_line_error(tmp_path):

@@ -130,6 +130,59 @@ def test_corrupt_checkpoint_is_a_clear_error(net, tmp_path):
         load_checkpoint(tmp_path / "other.npz", fresh(net))
 
 
+def _rewrite_meta(path, edit):
+    """Rewrite a checkpoint's metadata through ``edit(meta) -> new meta`` (a crafted file)."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["meta"] = np.array(json.dumps(edit(json.loads(str(arrays["meta"])))))
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda m: [m], "no metadata"),
+    (lambda m: {k: v for k, v in m.items() if k != "history"}, "history is missing or malformed"),
+    (lambda m: {**m, "history": {**m["history"], "extra": 1}}, "history is missing or malformed"),
+    (lambda m: {**m, "history": {**m["history"], "epochs": [3]}}, "history is missing or malformed"),
+    (lambda m: {**m, "step": "7"}, "'step' must be a whole number >= 0, got '7'"),
+    (lambda m: {**m, "epoch": -1}, "'epoch' must be a whole number >= 0, got -1"),
+    (lambda m: {**m, "version": 99}, "checkpoint format 99"),
+])
+def test_crafted_checkpoint_metadata_is_a_clear_error(net, tmp_path, edit, needle):
+    path = tmp_path / "crafted.npz"
+    model = fresh(net)
+    save_checkpoint(path, model, {}, 3, 1, History(epochs=[{"epoch": 1, "loss": 0.5}]))
+    _rewrite_meta(path, edit)
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(path, model)
+    assert str(info.value).startswith(f"{path}: ") and needle in str(info.value), str(info.value)
+
+
+def test_parameters_named_like_savez_arguments_are_saved(tmp_path):
+    """np.savez(f, **arrays) dropped a parameter named allow_pickle and failed on one named file."""
+    from kernels.training import save_parameters
+
+    arrays = {"allow_pickle": np.arange(3.0), "file": np.ones((2, 2)), "W/1": np.zeros(1)}
+    save_parameters(tmp_path / "p.npz", arrays)
+    with np.load(tmp_path / "p.npz", allow_pickle=False) as data:
+        assert sorted(data.files) == sorted(arrays)
+        for k, v in arrays.items():
+            np.testing.assert_array_equal(data[k], v)
+    assert [p.name for p in tmp_path.iterdir()] == ["p.npz"]
+
+
+def test_writing_onto_a_folder_is_a_clear_error_and_leaves_nothing(tmp_path):
+    from kernels.training import save_parameters
+
+    folder = tmp_path / "taken.npz"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="taken.npz: is a folder, not a file"):
+        save_parameters(folder, {"W": np.zeros(2)})
+    with pytest.raises(ValueError, match="h.json: is a folder"):
+        (tmp_path / "h.json").mkdir()
+        History().save(tmp_path / "h.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.json", "taken.npz"]
+
+
 def test_history_json_round_trip(tmp_path):
     h = History(epochs=[{"epoch": 1, "loss": 0.5}], optimizer="Adam")
     h.save(tmp_path / "h.json")
