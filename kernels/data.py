@@ -591,6 +591,10 @@ def make(name: str, n_samples: int = 512, noise: float | None = None, seed: int 
 # ---------------------------------------------------------------------------
 
 
+#: The largest class label a data file may hold.
+_MAX_LABEL = 2 ** 31 - 1
+
+
 def _labels_from(values: np.ndarray, where: Callable[[int], str], origin: str) -> tuple[np.ndarray, int]:
     """Check 1-D ``values`` are non-negative integers; return (int64 labels, n_classes).
 
@@ -602,12 +606,13 @@ def _labels_from(values: np.ndarray, where: Callable[[int], str], origin: str) -
         bad = (values < 0) | (values != np.floor(values))
     else:
         bad = values < 0
+    bad |= values > _MAX_LABEL      # (a float such as 1e300 would overflow int64)
     if bad.any():
         i = int(np.argmax(bad))
         v = values[i]
         v = v.item() if hasattr(v, "item") else v
         raise DataError(
-            f"{where(i)}: label {v!r} is not a non-negative integer ({origin})"
+            f"{where(i)}: label {v!r} is not an integer in 0..{_MAX_LABEL} ({origin})"
         )
     labels = values.astype(np.int64)
     return labels, int(labels.max()) + 1

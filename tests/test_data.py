@@ -391,8 +391,9 @@ def test_npy_with_npz_extension(tmp_path):
         (np.array([["a", "b"]]), np.zeros(1, dtype=int), r"array 'X' has dtype <U1; expected a numeric array"),
         (np.zeros((2, 2)), np.array(["a", "b"]), r"array 'y' has dtype <U1"),
         (np.zeros((0, 2)), np.zeros(0, dtype=int), r"array 'X' is empty"),
-        (np.zeros((3, 2)), np.array([0, -2, 1]), r"y\[1\] \(row 1, counted from 0\): label -2 is not a non-negative integer"),
-        (np.zeros((3, 2)), np.array([0.0, 1.0, 0.5]), r"y\[2\] .*label 0.5 is not a non-negative integer"),
+        (np.zeros((3, 2)), np.array([0, -2, 1]), r"y\[1\] \(row 1, counted from 0\): label -2 is not an integer in 0..2147483647"),
+        (np.zeros((3, 2)), np.array([0.0, 1.0, 0.5]), r"y\[2\] .*label 0.5 is not an integer in 0..2147483647"),
+        (np.zeros((3, 2)), np.array([0.0, 1e300, 1.0]), r"y\[1\] .*label 1e\+300 is not an integer in 0..2147483647"),
         (np.array([[0.0, 1.0], [2.0, np.nan]]), np.zeros(2, dtype=int), r"X\[1, 1\] \(row 1, column 1, counted from 0\) is nan"),
         (np.array([[0.0, 1.0], [np.inf, 2.0]]), np.zeros(2, dtype=int), r"X\[1, 0\] .* is inf"),
         (np.zeros((3, 2)), np.array([0.0, np.nan, 1.0]), r"y\[1\] \(row 1, counted from 0\) is nan"),
@@ -515,7 +516,7 @@ def test_csv_nan_in_target(tmp_path):
 
 def test_csv_negative_label(tmp_path):
     path = write_csv(tmp_path / "d.csv", ["a", "label"], [["1", "0"], ["2", "1"], ["3", "-1"]])
-    msg = raises_one_line(load, path, match=r"row 4, column 'label': label -1.0 is not a non-negative integer")
+    msg = raises_one_line(load, path, match=r"row 4, column 'label': label -1.0 is not an integer in 0..2147483647")
     assert msg.startswith(str(path))
 
 
