@@ -121,7 +121,8 @@ class CompiledModel:
             raise ValueError(f"{what} {node!r} must have shape {want}, got {tuple(arr.shape)}")
         if arr.shape[0] == 0:
             raise ValueError(f"{what} {node!r} is empty: the batch needs at least one row")
-        return np.ascontiguousarray(arr, dtype=self.dtype)
+        with np.errstate(over="ignore"):   # an overflow to inf is reported by _finite, naming the value
+            return np.ascontiguousarray(arr, dtype=self.dtype)
 
     def _parameter(self, name: str, params: Mapping[str, np.ndarray]) -> np.ndarray:
         if name not in params:
@@ -165,14 +166,25 @@ class CompiledModel:
             for v in nodes:
                 if v not in data:
                     raise ValueError(f"missing {what} {v!r}")
-                arr = self._batch_array(what, v, data[v])
+                arr = self._finite(what, v, data[v], self._batch_array(what, v, data[v]))
                 if batch is None:
                     batch = arr.shape[0]
                 elif arr.shape[0] != batch:
                     raise ValueError(f"{what} {v!r} has {arr.shape[0]} rows but the batch has {batch}")
                 arrays.append(arr)
         params = self.parameters if parameters is None else parameters
-        return arrays, [self._parameter(p, params) for p in sig.parameters]
+        return arrays, [self._finite("parameter", p, params.get(p), self._parameter(p, params)) for p in sig.parameters]
+
+    def _finite(self, what: str, node: str, given, arr: np.ndarray) -> np.ndarray:
+        """``arr`` (``given`` cast to the model's dtype) if every element is finite, else a
+        ValueError naming the node, the first bad element and whether the cast overflowed."""
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            original = np.asarray(given)[index]
+            why = "overflows " + self.dtype.name if np.isfinite(original) else "is not finite"
+            raise ValueError(f"{what} {node!r} at index {list(index)}: {float(original)} {why}")
+        return arr
 
     def _loss_and_grads(self, arrays: list[np.ndarray], params: list[np.ndarray]
                         ) -> tuple[float, dict[str, np.ndarray]]:

@@ -279,7 +279,7 @@ class Dataset:
                 f"dataset {self.name!r} has {k} regression target {cols}: "
                 f"a network for it needs {k} output{'s' if k != 1 else ''}, not {n_outputs}"
             )
-        if n_outputs == 1 and self.n_classes == 2:
+        if n_outputs == 1 and self.n_classes <= 2:   # a 0/1 column (a file may hold one class only)
             return self.y.astype(np.float64).reshape(-1, 1)
         if n_outputs == self.n_classes:
             T = np.zeros((self.n_samples, self.n_classes), dtype=np.float64)

@@ -21,6 +21,7 @@ w ← w - m·lr/((1 - β₁ᵗ)·(ε + √(v/(1 - β₂ᵗ))))
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -54,6 +55,21 @@ class Optimizer:
     state: tuple[str, ...] = field(default=(), init=False)
 
     def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not f.init:
+                continue
+            if f.type in (bool, "bool"):
+                if not isinstance(value, (bool, np.bool_)):
+                    raise ValueError(f"{type(self).__name__}: option {f.name!r} must be true or false, got {value!r}")
+                object.__setattr__(self, f.name, bool(value))
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{type(self).__name__}: hyperparameter {f.name!r} must be a number, got {value!r}")
+            object.__setattr__(self, f.name, float(value))   # (frozen) NumPy scalars become floats
+        for key in ("beta1", "beta2"):   # as PyTorch: an average needs a decay below 1
+            if not 0 <= getattr(self, key, 0) < 1:
+                raise ValueError(f"{type(self).__name__}: {key} must be in [0, 1), got {getattr(self, key)!r}")
         for key, value in self.hyperparameters().items():
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"{type(self).__name__}: hyperparameter {key!r} must be a finite number >= 0, "

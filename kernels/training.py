@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import sys
 import time
@@ -35,7 +36,7 @@ from typing import Mapping
 
 import numpy as np
 
-from derive.atomic import atomic_file
+from derive.atomic import atomic_file, check_writable
 
 __all__ = ["train", "History", "save_checkpoint", "load_checkpoint", "save_parameters", "predict", "accuracy"]
 
@@ -59,7 +60,8 @@ class History:
         return self.epochs[-1] if self.epochs else {}
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """Strict JSON: a NaN or infinite value (a diverged epoch's loss) is written as null."""
+        return json.dumps(_finite_or_none(asdict(self)), sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> "History":
@@ -69,6 +71,16 @@ class History:
     def save(self, path: str | os.PathLike) -> None:
         """Write the history as JSON (atomically)."""
         _atomic_write_text(Path(path), self.to_json() + "\n")
+
+
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -166,9 +178,11 @@ def load_checkpoint(path: str | os.PathLike, model) -> tuple[dict, int, int, His
             arrays = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise ValueError(f"{path}: no such checkpoint") from None
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: not a readable .npz checkpoint ({e})") from None
-    step, epoch, history = _checkpoint_meta(path, arrays.pop("meta", None))
+    step, epoch, history, dtype = _checkpoint_meta(path, arrays.pop("meta", None))
+    if dtype != model.dtype.name:
+        raise ValueError(f"{path}: the checkpoint holds {dtype} values; this model is {model.dtype.name}")
     params, state = {}, {}
     for key, value in arrays.items():
         kind, _, rest = key.partition("/")
@@ -176,6 +190,8 @@ def load_checkpoint(path: str | os.PathLike, model) -> tuple[dict, int, int, His
             params[rest] = value
         elif kind == "state":
             p, _, slot = rest.rpartition("/")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{path}: optimizer state {slot!r} of parameter {p!r} holds NaN or Inf")
             state.setdefault(p, {})[slot] = np.ascontiguousarray(value, dtype=model.dtype)
     expected = set(model.parameters)
     if set(params) != expected:
@@ -190,8 +206,8 @@ def load_checkpoint(path: str | os.PathLike, model) -> tuple[dict, int, int, His
     return state, step, epoch, history
 
 
-def _checkpoint_meta(path: Path, meta) -> tuple[int, int, History]:
-    """``(step, epoch, history)`` from a checkpoint's metadata array; ValueError naming the file
+def _checkpoint_meta(path: Path, meta) -> tuple[int, int, History, str]:
+    """``(step, epoch, history, dtype)`` from a checkpoint's metadata array; ValueError naming the file
     and the problem for anything :func:`save_checkpoint` would not have written."""
     try:
         meta = json.loads(str(meta)) if meta is not None and meta.shape == () else None
@@ -214,22 +230,23 @@ def _checkpoint_meta(path: Path, meta) -> tuple[int, int, History]:
         ok = False
     if not ok:
         raise ValueError(f"{path}: the checkpoint's history is missing or malformed")
-    return counters[0], counters[1], history
+    return counters[0], counters[1], history, meta.get("dtype")
 
 
 # --- the loop ---------------------------------------------------------------------------------------
 
+def _count(name: str, value, least: int) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    return int(value)
+
+
 def _check_data(model, X, T, what: str) -> tuple[np.ndarray, np.ndarray]:
     sig = model.signature
-    X = model._batch_array(f"{what} input", sig.inputs[0], X)
-    T = model._batch_array(f"{what} target", sig.targets[0], T)
+    X = model._finite(f"{what} input", sig.inputs[0], X, model._batch_array(f"{what} input", sig.inputs[0], X))
+    T = model._finite(f"{what} target", sig.targets[0], T, model._batch_array(f"{what} target", sig.targets[0], T))
     if X.shape[0] != T.shape[0]:
         raise ValueError(f"{what} data: {X.shape[0]} input rows but {T.shape[0]} target rows")
-    for name, arr in (("inputs", X), ("targets", T)):
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            row = int(np.argwhere(bad)[0][0])
-            raise ValueError(f"{what} {name}: NaN or Inf at row {row}")
     return X, T
 
 
@@ -249,14 +266,17 @@ def train(model, X, T, *, epochs: int = 10, batch_size: int = 32, optimizer=None
     optimizer = Adam(lr=1e-3) if optimizer is None else optimizer
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a kernels.optim.Optimizer, got {type(optimizer).__name__}")
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    epochs = _count("epochs", epochs, 0)
+    batch_size = _count("batch_size", batch_size, 1)
+    if (not isinstance(validation, numbers.Real) or isinstance(validation, bool)
+            or not (validation == 0 or 0 < validation < 1)):
+        raise ValueError(f"validation must be 0 or a fraction in (0, 1), got {validation!r}")
+    if resume and checkpoint is None:
+        raise ValueError("resume needs a checkpoint to resume from")
+    if checkpoint is not None:
+        check_writable(checkpoint)
     X, T = _check_data(model, X, T, "training")
     if X_val is None and validation:
-        if not 0 < validation < 1:
-            raise ValueError(f"validation must be a fraction in (0, 1), got {validation!r}")
         order = np.random.default_rng([seed, 0x5EED]).permutation(X.shape[0])
         n_val = max(1, int(round(validation * X.shape[0])))
         if n_val >= X.shape[0]:
@@ -273,6 +293,11 @@ def train(model, X, T, *, epochs: int = 10, batch_size: int = 32, optimizer=None
     step, start_epoch, history = 0, 0, History(optimizer=type(optimizer).__name__)
     if checkpoint is not None and resume and Path(checkpoint).exists():
         loaded_state, step, start_epoch, history = load_checkpoint(checkpoint, model)
+        slots = {tuple(sorted(slots)) for slots in loaded_state.values()} or {()}
+        if history.optimizer != type(optimizer).__name__ or slots != {tuple(sorted(optimizer.state))}:
+            raise ValueError(f"{checkpoint}: written by {history.optimizer or 'another'} training (state "
+                             f"{', '.join(next(iter(slots))) or 'none'}); resume it with the same optimizer, "
+                             f"not {type(optimizer).__name__}")
         for p, slots in loaded_state.items():
             state.setdefault(p, {}).update(slots)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 __all__ = ["main"]
@@ -93,6 +94,7 @@ def cmd_train(args) -> int:
     from kernels.training import train
 
     net = _load(args.spec)
+    _check_outputs(args)
     data, T = _dataset(net, args.data, args.samples, args.seed)
     optimizer = _optimizer(args)
     print(f"training {net.graph.get('name', 'network')!r} on {data.name} ({data.n_samples} rows) with "
@@ -114,6 +116,23 @@ def cmd_train(args) -> int:
         print(f"symprop: training stopped: {history.stopped}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_outputs(args) -> None:
+    """Refuse bad output options before the compilation and training, not after them."""
+    from derive.atomic import check_writable
+
+    if args.resume and not args.checkpoint:
+        raise ValueError("--resume needs --checkpoint (the file to resume from)")
+    if args.save and not args.save.endswith(".npz"):
+        raise ValueError(f"{args.save}: parameters are saved as .npz")
+    outputs = {"--save": args.save, "--checkpoint": args.checkpoint, "--history": args.history}
+    given = {option: Path(path).resolve() for option, path in outputs.items() if path}
+    for option, path in given.items():
+        clash = [other for other, p in given.items() if other < option and p == path]
+        if clash:
+            raise ValueError(f"{outputs[option]}: {clash[0]} and {option} name the same file")
+        check_writable(outputs[option])
 
 
 def _summary(history, epochs: int) -> None:
@@ -213,6 +232,30 @@ def cmd_demo(args) -> int:
     return 0 if result.ok and not history.stopped else 1
 
 
+def _at_least(least: int):
+    """An argparse type: an integer >= ``least``."""
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < least:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {least}, got {text!r}")
+        return value
+    return count
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: 0 or a fraction in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not (value == 0 or 0 < value < 1):
+        raise argparse.ArgumentTypeError(f"must be 0 or a fraction in (0, 1), got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="symprop", description="Derive, print and verify backpropagation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -232,17 +275,17 @@ def _parser() -> argparse.ArgumentParser:
     ve.add_argument("spec")
     ve.add_argument("--backend", default="cpu", help="cpu, parallel or cuda (default cpu)")
     ve.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-    ve.add_argument("--batch", type=int, default=3)
-    ve.add_argument("--seed", type=int, default=0)
+    ve.add_argument("--batch", type=_at_least(1), default=3)
+    ve.add_argument("--seed", type=_at_least(0), default=0)
     ve.set_defaults(func=cmd_verify)
     tr = sub.add_parser("train", help="train the compiled network on a data set")
     tr.add_argument("spec")
     tr.add_argument("--data", default="moons",
                     help="xor, moons, circles, spirals, spirals3, sine, mnist_like (784 features, 10 classes), "
                     "or a .npz/.csv file")
-    tr.add_argument("--samples", type=int, default=512, help="rows drawn from a built-in generator")
-    tr.add_argument("--epochs", type=int, default=100)
-    tr.add_argument("--batch-size", type=int, default=32)
+    tr.add_argument("--samples", type=_at_least(1), default=512, help="rows drawn from a built-in generator")
+    tr.add_argument("--epochs", type=_at_least(0), default=100)
+    tr.add_argument("--batch-size", type=_at_least(1), default=32)
     tr.add_argument("--optimizer", default="adam", help="sgd, momentum, nesterov, rmsprop, adam, adamw")
     tr.add_argument("--lr", type=float, default=0.01)
     tr.add_argument("--momentum", type=float, default=None)
@@ -251,8 +294,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--l2", type=float, default=None, help="L2 decay added to the gradient")
     tr.add_argument("--backend", default="cpu", help="cpu, parallel or cuda (default cpu)")
     tr.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--validation", type=float, default=0.0, help="fraction of rows held out")
+    tr.add_argument("--seed", type=_at_least(0), default=0)
+    tr.add_argument("--validation", type=_fraction, default=0.0, help="fraction of rows held out")
     tr.add_argument("--checkpoint", help=".npz checkpoint written after every epoch")
     tr.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     tr.add_argument("--save", help="write the trained parameters to this .npz")
@@ -266,18 +309,18 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--no-pdf", dest="pdf", action="store_false", help="write the .tex and figures only")
     rp.add_argument("--train", action="store_true", help="train the compiled network, verify its gradients, report both")
     rp.add_argument("--data", default="moons", help="with --train: a built-in data set or a .npz/.csv file")
-    rp.add_argument("--samples", type=int, default=512)
-    rp.add_argument("--epochs", type=int, default=100)
-    rp.add_argument("--batch-size", type=int, default=32)
+    rp.add_argument("--samples", type=_at_least(1), default=512)
+    rp.add_argument("--epochs", type=_at_least(0), default=100)
+    rp.add_argument("--batch-size", type=_at_least(1), default=32)
     rp.add_argument("--optimizer", default="adam")
     rp.add_argument("--lr", type=float, default=0.01)
     rp.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--seed", type=_at_least(0), default=0)
     rp.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     rp.set_defaults(func=cmd_report)
     demo = sub.add_parser("demo", help="the main job: derive, print, train, verify and report the embedded default")
     demo.add_argument("--out", default="symprop-demo", help="folder for the report (default: ./symprop-demo)")
-    demo.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {DEMO['epochs']})")
+    demo.add_argument("--epochs", type=_at_least(0), default=None, help=f"training epochs (default {DEMO['epochs']})")
     demo.add_argument("--no-pdf", dest="pdf", action="store_false", help="write the .tex and figures only")
     demo.set_defaults(func=cmd_demo)
     return p
@@ -296,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (SymPropError, ValueError) as e:  # bad input: spec, formula, data file, option
         print(f"symprop: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file the system refused (the writers name theirs as ValueErrors)
+        print(f"symprop: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # pragma: no cover - e.g. piped into head
         return 0

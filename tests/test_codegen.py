@@ -160,7 +160,7 @@ def test_odd_node_names_are_sanitised():
     from kernels import cache
     from kernels.codegen import generate
 
-    net = (derive.Builder('odd "net"\'').input('in put"""', 2).dense(3, activation="sigmoid", name="dL/dq")
+    net = (derive.Builder('odd "net"\'').input('in put"""', 2).dense(3, activation="sigmoid", name="dx/dq")
            .dense(2, name="größe").softmax(name="p r/ob").loss("mse", name="loss'", target="t a r").build())
     src = generate(net)
     ast.parse(src)
@@ -386,6 +386,22 @@ def test_loss_and_grads_casts_and_validates(compiled):
     bad = dict(model.parameters, W1=np.zeros((2, 5)))
     with pytest.raises(ValueError, match=r"parameter 'W1' must have shape \(5, 2\)"):
         model.loss_and_grads(X, T, bad)
+    nan = np.zeros((3, 2))
+    nan[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^input 'x' at index \[2, 1\]: nan is not finite$"):
+        model.loss_and_grads(nan, T)
+    with pytest.raises(ValueError, match=r"^target 't' at index \[0, 0\]: inf is not finite$"):
+        model.loss_and_grads(X, np.full((3, 1), np.inf))
+    with pytest.raises(ValueError, match=r"^parameter 'b1' at index \[4\]: -inf is not finite$"):
+        model.loss_and_grads(X, T, dict(model.parameters, b1=np.array([0, 0, 0, 0, -np.inf])))
+
+
+def test_a_value_float32_cannot_hold_is_named(compiled):
+    model = compiled("tanh_mse", "float32")
+    X = np.zeros((2, 2))
+    X[1, 0] = 1e39
+    with pytest.raises(ValueError, match=r"^input 'x' at index \[1, 0\]: 1e\+39 overflows float32$"):
+        model.loss_and_grads(X, np.zeros((2, 1)))
 
 
 def test_compile_rejects_unknown_backend_and_dtype():

@@ -238,6 +238,12 @@ def test_targets_binary_column():
     assert T[:, 0].tolist() == [0.0, 1.0, 1.0, 0.0]
 
 
+def test_targets_binary_column_of_a_file_with_one_class():
+    """A file may hold only label 0: its 0/1 column is zeros (it was one-hot: all ones)."""
+    ds = Dataset(np.zeros((3, 2)), np.array([0, 0, 0]), "classification", 1, "zeros")
+    assert ds.targets(1)[:, 0].tolist() == [0.0, 0.0, 0.0]
+
+
 def test_targets_one_hot():
     ds = make("spirals3", n_samples=30, seed=0)
     T = ds.targets(3)

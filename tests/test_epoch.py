@@ -194,3 +194,32 @@ def test_run_validates_arguments(model):
         run(X, T[:-1], order, 2, state, 0)
     losses, done = run(X, T, order, 100, state, 0)  # one batch larger than the data
     assert done == 1 and losses.shape == (1,)
+
+
+# --- optimizer options -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda: Adam(lr=True), "hyperparameter 'lr' must be a number, got True"),
+    (lambda: Adam(lr="0.1"), "hyperparameter 'lr' must be a number, got '0.1'"),
+    (lambda: Adam(beta1=1.0), "beta1 must be in [0, 1), got 1.0"),
+    (lambda: AdamW(beta2=2.0), "beta2 must be in [0, 1), got 2.0"),
+    (lambda: SGD(lr=0.1, momentum=0.9, nesterov="yes"), "option 'nesterov' must be true or false, got 'yes'"),
+    (lambda: RMSprop(rho=-0.5), "'rho' must be a finite number >= 0"),
+])
+def test_bad_optimizer_options(make, needle):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert needle in str(info.value)
+
+
+def test_numpy_scalars_are_optimizer_options():
+    opt = Adam(lr=np.float32(0.5), beta1=np.float64(0.8))
+    assert type(opt.lr) is float and opt.lr == 0.5 and opt.hyperparameters()["beta1"] == 0.8
+
+
+def test_an_option_of_another_optimizer_is_refused_by_name():
+    from kernels.optim import get_optimizer
+
+    with pytest.raises(ValueError, match=r"optimizer 'adam' has no option 'momentum' \(its options: lr, l1, l2, "):
+        get_optimizer("adam", momentum=0.9)
+    assert get_optimizer("nesterov", lr=0.1, momentum=0.5).nesterov is True

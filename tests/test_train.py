@@ -102,7 +102,8 @@ def test_divergence_stops_with_last_good_parameters(tmp_path):
         assert epoch == len(history.epochs) and history.stopped is None
 
 
-@pytest.mark.parametrize("bad,match", [("nan", "NaN or Inf at row 3"), ("shape", "shape")])
+@pytest.mark.parametrize("bad,match", [("nan", r"training input 'x' at index \[3, 1\]: nan is not finite"),
+                                       ("shape", "shape")])
 def test_bad_training_data(net, moons, bad, match):
     X, T = moons[0].copy(), moons[1]
     if bad == "nan":
@@ -218,3 +219,93 @@ def test_cli_kernels_prints_source(capsys):
     assert main(["kernels", "examples/swish.toml"]) == 0
     out = capsys.readouterr().out
     assert "def loss_and_grads(" in out and "node 'a1'" in out
+
+
+# --- bad inputs found by an audit: each a one-line error naming the culprit --------------------------
+
+@pytest.fixture(scope="module")
+def adam_checkpoint(net, moons, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ck") / "adam.npz"
+    train(fresh(net), *moons, epochs=1, optimizer=Adam(lr=0.01), progress=False, checkpoint=path)
+    return path
+
+
+@pytest.mark.parametrize("optimizer,dtype,needle", [
+    (SGD(lr=0.1), "float64", "written by Adam training (state m, v); resume it with the same optimizer, not SGD"),
+    (SGD(lr=0.1, momentum=0.9), "float64", "resume it with the same optimizer, not SGD"),
+    (Adam(lr=0.01), "float32", "the checkpoint holds float64 values; this model is float32"),
+])
+def test_resuming_with_another_optimizer_or_dtype_is_refused(net, moons, adam_checkpoint, optimizer, dtype, needle):
+    before = adam_checkpoint.read_bytes()
+    with pytest.raises(ValueError) as info:
+        train(fresh(net, dtype=dtype), *moons, epochs=3, optimizer=optimizer, progress=False,
+              checkpoint=adam_checkpoint, resume=True)
+    assert str(info.value).startswith(str(adam_checkpoint)) and needle in str(info.value)
+    assert adam_checkpoint.read_bytes() == before          # the checkpoint is left as it was
+
+
+def test_truncated_checkpoint_and_nan_state_are_clear_errors(net, adam_checkpoint, tmp_path):
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(adam_checkpoint.read_bytes()[:300])
+    with pytest.raises(ValueError, match="cut.npz: not a readable .npz checkpoint"):
+        load_checkpoint(cut, fresh(net))
+    with np.load(adam_checkpoint, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["state/W1/v"] = np.full_like(arrays["state/W1/v"], np.nan)
+    np.savez(tmp_path / "nan.npz", **arrays)
+    with pytest.raises(ValueError, match="nan.npz: optimizer state 'v' of parameter 'W1' holds NaN or Inf"):
+        load_checkpoint(tmp_path / "nan.npz", fresh(net))
+
+
+def test_history_is_strict_json_after_divergence(tmp_path):
+    data = make("sine", n_samples=64, seed=0)
+    model = fresh(derive.mlp([1, 4, 1], activation="identity", loss="mse"))
+    h = train(model, data.X, data.targets(1), epochs=50, batch_size=8, optimizer=SGD(lr=1e3), progress=False)
+    assert "diverged" in h.stopped
+    h.save(tmp_path / "h.json")
+    text = (tmp_path / "h.json").read_text()
+    parsed = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert parsed["epochs"][-1]["loss"] is None
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"epochs": True}, "epochs must be an integer >= 0, got True"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+    ({"validation": "0.2"}, "validation must be 0 or a fraction in (0, 1), got '0.2'"),
+    ({"resume": True}, "resume needs a checkpoint"),
+])
+def test_bad_train_arguments(net, moons, kwargs, needle):
+    with pytest.raises(ValueError) as info:
+        train(fresh(net), *moons, progress=False, **kwargs)
+    assert needle in str(info.value)
+
+
+def test_numpy_integers_are_counts(net, moons):
+    h = train(fresh(net), *moons, epochs=np.int64(2), batch_size=np.int32(64), progress=False)
+    assert len(h.epochs) == 2
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--save", "{folder}"], "is a folder, not a file"),
+    (["--history", "{file}/h.json"], "is a file, not a folder"),
+    (["--checkpoint", "{tmp}/c.npz", "--save", "{tmp}/./c.npz"], "--checkpoint and --save name the same file"),
+    (["--resume"], "--resume needs --checkpoint"),
+    (["--save", "{tmp}/p.txt"], "parameters are saved as .npz"),
+    (["--momentum", "0.9"], "optimizer 'adam' has no option 'momentum'"),
+])
+def test_cli_refuses_bad_outputs_before_training(tmp_path, capsys, extra, needle):
+    (tmp_path / "folder.npz").mkdir()
+    (tmp_path / "afile").write_text("")
+    args = [a.format(folder=tmp_path / "folder.npz", file=tmp_path / "afile", tmp=tmp_path) for a in extra]
+    code = main(["train", "examples/mlp.toml", "--epochs", "1", "--no-progress", *args])
+    out, err = capsys.readouterr()
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+    assert "training" not in out                      # refused before compiling or training
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "folder.npz"]
+
+
+@pytest.mark.parametrize("option,value", [("--seed", "-1"), ("--epochs", "x"), ("--batch-size", "0"),
+                                          ("--validation", "1.5")])
+def test_cli_bad_counts_are_usage_errors(capsys, option, value):
+    assert main(["train", "examples/mlp.toml", option, value]) == 2
+    assert f"argument {option}: must be" in capsys.readouterr().err
