@@ -26,10 +26,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from importlib import metadata
 from pathlib import Path
 
 import networkx as nx
-import sympy as sp
 
 __all__ = ["fingerprint", "graph_text", "registry_text", "package_version", "sources_digest"]
 
@@ -66,11 +66,26 @@ def _describe_callable(fn) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(type(fn)))}:{body}"
 
 
+def _srepr(value) -> str:
+    import sympy as sp   # only for entries a program changed (built-ins are named, see BuiltinTable)
+
+    return sp.srepr(value)
+
+
+def _describe_activation(entry) -> str:
+    expr, defaults = entry
+    return f"{_srepr(expr)} {sorted(defaults.items())}"
+
+
 def registry_text() -> str:
     """The op registry as text: every entry a derivation can reach, in a stable form.
 
-    Computed on each call (about a millisecond): the registry is made of plain dicts that a
-    program could change, and a changed entry must change the fingerprint.
+    Computed on each call (about a millisecond): the registry is made of dicts that a program
+    could change, and a changed entry must change the fingerprint. The built-in activations,
+    losses and penalties (:class:`derive.ops.BuiltinTable`) appear by name, since the ``derive``
+    source fixes them (:func:`package_version`), so no SymPy is needed; an entry a program added
+    or replaced appears as its SymPy ``srepr``. (Changing a built-in entry's value in place, such
+    as its defaults dict, is not seen: assign a new entry instead.)
     """
     from . import ops
 
@@ -81,10 +96,9 @@ def registry_text() -> str:
                      f"constant={sorted(op.constant_args)} shape={_describe_callable(op.shape)}")
     for table, entries in (("matrix", ops.MATRIX_FORWARD), ("row", ops.ROW_FORWARD), ("row_loss", ops.ROW_LOSSES)):
         lines += [f"{table} {name}: {_describe_callable(fn)}" for name, fn in entries.items()]
-    for name, (expr, defaults) in ops.ACTIVATIONS.items():
-        lines.append(f"activation {name}: {sp.srepr(expr)} {sorted(defaults.items())}")
-    for table, entries in (("loss", ops.ELEMENTWISE_LOSSES), ("penalty", ops.PENALTIES)):
-        lines += [f"{table} {name}: {sp.srepr(expr)}" for name, expr in entries.items()]
+    lines += [f"activation {entry}" for entry in ops.ACTIVATIONS.describe(_describe_activation)]
+    lines += [f"loss {entry}" for entry in ops.ELEMENTWISE_LOSSES.describe(_srepr)]
+    lines += [f"penalty {entry}" for entry in ops.PENALTIES.describe(_srepr)]
     return "\n".join(lines)
 
 
@@ -99,8 +113,9 @@ def sources_digest(folder: Path, preamble: str) -> str:
 
 @functools.cache
 def package_version() -> str:
-    """SHA-256 of the ``derive`` package's source files and the SymPy and networkx versions."""
-    return sources_digest(Path(__file__).parent, f"sympy {sp.__version__}\nnetworkx {nx.__version__}\n")
+    """SHA-256 of the ``derive`` package's source files and the SymPy and networkx versions
+    (SymPy's read from its installed metadata, without importing it)."""
+    return sources_digest(Path(__file__).parent, f"sympy {metadata.version('sympy')}\nnetworkx {nx.__version__}\n")
 
 
 def fingerprint(g: nx.DiGraph) -> str | None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from .errors import GraphError
-from .ops import REQUIRED, get_op, row_loss, scalar_function
+from .ops import REQUIRED, check_function, get_op, row_loss
 
 __all__ = ["validate", "GraphInfo", "parameters", "inputs", "targets", "loss_node", "penalties"]
 
@@ -202,7 +202,7 @@ def _check_functions(g: nx.DiGraph) -> None:
     for v, data in g.nodes(data=True):
         if data["op"] in ("activation", "penalty") or (data["op"] == "loss" and not row_loss(data.get("function"))):
             try:
-                scalar_function(data["op"], data)
+                check_function(data["op"], data)
             except ValueError as e:  # FormulaError and GraphError are ValueErrors
                 raise GraphError(f"{_label(g, v)}: {e}") from None
 

@@ -28,6 +28,11 @@ batch index or the feature index; attention is a matrix form (products with a so
 a recurrence is one parameter node feeding many time-step nodes, and the walker already sums a
 node's contributions from all of its consumers.
 
+SymPy is imported on first use of an expression, not with this module: the built-in tables
+(:class:`BuiltinTable`) know their names at once and make their definitions when first read,
+so validating and fingerprinting a graph of built-in ops needs no SymPy (see
+:mod:`kernels.compiled`: a warm process trains without importing it).
+
 Examples
 --------
 >>> op = get_op("activation")
@@ -43,63 +48,176 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
-
-import sympy as sp
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import GraphError
 
+if TYPE_CHECKING:   # SymPy is imported on first use, see BuiltinTable
+    import sympy as sp
+
 __all__ = [
     "Op", "OPS", "get_op", "ACTIVATIONS", "ELEMENTWISE_LOSSES", "ROW_LOSSES", "PENALTIES",
-    "scalar_function", "row_loss", "X", "Y", "T", "W", "BATCH", "is_formula", "REQUIRED", "number_attribute",
+    "scalar_function", "check_function", "row_loss", "X", "Y", "T", "W", "BATCH", "is_formula", "REQUIRED",
+    "number_attribute", "BuiltinTable",
 ]
 
 #: Marks an attribute without a default in :attr:`Op.attrs`.
 REQUIRED = "<required>"
 
-#: Scalar symbols the elementwise definitions are written in.
-X = sp.Symbol("x", real=True)   # an element of the op's input
-Y = sp.Symbol("y", real=True)   # an element of a prediction (losses) or of the op's output
-T = sp.Symbol("t", real=True)   # an element of a target
-W = sp.Symbol("w", real=True)   # an element of a parameter (penalties)
-ALPHA = sp.Symbol("alpha", positive=True)
-#: The batch size: symbolic everywhere.
-BATCH = sp.Symbol("N", integer=True, positive=True)
+_SYMBOLS = ("X", "Y", "T", "W", "ALPHA", "BATCH")
+
+
+def _make_symbols() -> dict:
+    """The scalar symbols the elementwise definitions are written in (made on first use)."""
+    import sympy as sp
+
+    return {
+        "X": sp.Symbol("x", real=True),     # an element of the op's input
+        "Y": sp.Symbol("y", real=True),     # an element of a prediction (losses) or of the op's output
+        "T": sp.Symbol("t", real=True),     # an element of a target
+        "W": sp.Symbol("w", real=True),     # an element of a parameter (penalties)
+        "ALPHA": sp.Symbol("alpha", positive=True),
+        "BATCH": sp.Symbol("N", integer=True, positive=True),   # the batch size: symbolic everywhere
+    }
+
+
+def __getattr__(name: str):
+    """``X``, ``Y``, ``T``, ``W``, ``ALPHA`` and ``BATCH``: SymPy symbols, made (and SymPy
+    imported) on first use, see :class:`BuiltinTable`."""
+    if name in _SYMBOLS:
+        globals().update(_make_symbols())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_BUILTIN = object()   # marks an entry of a BuiltinTable that still holds its built-in value
+
+
+class BuiltinTable(MutableMapping):
+    """A registry table (name -> SymPy definition) whose built-in values are made on first read.
+
+    Its names are known at once, so validating a graph (is ``"relu"`` an activation?) and the
+    network's fingerprint need no SymPy: a process that finds its generated kernels by
+    fingerprint (:mod:`kernels.compiled`) trains without importing SymPy at all. The first read
+    of a value calls ``make()`` for every built-in value. A program may add, replace or delete
+    entries as in a dict; :meth:`describe` tells the fingerprint which entries are no longer the
+    built-ins (whose definitions the ``derive`` source, also fingerprinted, fixes).
+
+    >>> table = BuiltinTable(("double",), lambda: {"double": "2*x"})
+    >>> list(table), table.describe(str)
+    (['double'], ['double: built-in'])
+    >>> table["double"], table.describe(str)
+    ('2*x', ['double: built-in'])
+    >>> table["double"] = "x+x"
+    >>> table.describe(str)
+    ['double: x+x']
+    """
+
+    def __init__(self, names, make: Callable[[], dict]):
+        self._make = make
+        self._names = tuple(names)
+        self._builtins: dict | None = None
+        self._entries: dict[str, Any] = dict.fromkeys(names, _BUILTIN)
+
+    def _builtin(self, name: str):
+        if self._builtins is None:
+            made = self._make()
+            if set(made) != set(self._names):   # the names given and the definitions made must agree
+                raise RuntimeError(f"built-in table: names {sorted(self._names)} but definitions {sorted(made)}")
+            self._builtins = made
+        return self._builtins[name]
+
+    def __getitem__(self, name):
+        value = self._entries[name]
+        return self._builtin(name) if value is _BUILTIN else value
+
+    def __setitem__(self, name, value):
+        builtin = self._builtins is not None and value is self._builtins.get(name, _BUILTIN)
+        self._entries[name] = _BUILTIN if builtin else value   # putting a built-in back restores it
+
+    def __delitem__(self, name):
+        del self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, name) -> bool:
+        return isinstance(name, str) and name in self._entries
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self._entries)})"
+
+    def describe(self, describe_value: Callable[[Any], str]) -> list[str]:
+        """``"name: built-in"`` for an entry holding its built-in value, else ``"name: "`` and
+        ``describe_value(value)``, in the table's order."""
+        return [f"{name}: built-in" if value is _BUILTIN else f"{name}: {describe_value(value)}"
+                for name, value in self._entries.items()]
+
 
 # --- activations: f(x) -------------------------------------------------------------------------
-#: Built-in activations, name -> (forward expression in x, {attribute: default}).
-#: The non-differentiable points follow PyTorch: relu'(0) = 0 (Heaviside(0) = 0), the step's
-#: derivative is taken as 0 everywhere (it is 0 almost everywhere), |x|'(0) = sign(0) = 0.
-ACTIVATIONS: dict[str, tuple[sp.Expr, dict[str, float]]] = {
-    "identity": (X, {}),
-    "step": (sp.Heaviside(X, 0), {}),
-    "relu": (sp.Max(0, X), {}),
-    "leaky_relu": (sp.Piecewise((X, X > 0), (ALPHA * X, True)), {"alpha": 0.01}),
-    "elu": (sp.Piecewise((X, X > 0), (ALPHA * (sp.exp(X) - 1), True)), {"alpha": 1.0}),
-    "sigmoid": (1 / (1 + sp.exp(-X)), {}),
-    "tanh": (sp.tanh(X), {}),
-    "softplus": (sp.log(1 + sp.exp(X)), {}),
-    "silu": (X / (1 + sp.exp(-X)), {}),
-    "swish": (X / (1 + sp.exp(-X)), {}),
-    "gelu": (X / 2 * (1 + sp.erf(X / sp.sqrt(2))), {}),
-    "softsign": (X / (1 + sp.Abs(X)), {}),
-}
+def _activations() -> dict:
+    """Built-in activations, name -> (forward expression in x, {attribute: default}).
+
+    The non-differentiable points follow PyTorch: relu'(0) = 0 (Heaviside(0) = 0), the step's
+    derivative is taken as 0 everywhere (it is 0 almost everywhere), |x|'(0) = sign(0) = 0."""
+    import sympy as sp
+
+    X, ALPHA = _symbol("X"), _symbol("ALPHA")
+    return {
+        "identity": (X, {}),
+        "step": (sp.Heaviside(X, 0), {}),
+        "relu": (sp.Max(0, X), {}),
+        "leaky_relu": (sp.Piecewise((X, X > 0), (ALPHA * X, True)), {"alpha": 0.01}),
+        "elu": (sp.Piecewise((X, X > 0), (ALPHA * (sp.exp(X) - 1), True)), {"alpha": 1.0}),
+        "sigmoid": (1 / (1 + sp.exp(-X)), {}),
+        "tanh": (sp.tanh(X), {}),
+        "softplus": (sp.log(1 + sp.exp(X)), {}),
+        "silu": (X / (1 + sp.exp(-X)), {}),
+        "swish": (X / (1 + sp.exp(-X)), {}),
+        "gelu": (X / 2 * (1 + sp.erf(X / sp.sqrt(2))), {}),
+        "softsign": (X / (1 + sp.Abs(X)), {}),
+    }
+
+
+def _symbol(name: str):
+    return globals()[name] if name in globals() else __getattr__(name)
+
+
+#: name -> (forward expression in x, {attribute: default}), see :func:`_activations`.
+ACTIVATIONS = BuiltinTable(("identity", "step", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus",
+                            "silu", "swish", "gelu", "softsign"), _activations)
+
 
 # --- losses ------------------------------------------------------------------------------------
-#: Elementwise loss terms l(y, t); the loss is their mean over every element of the batch.
-ELEMENTWISE_LOSSES: dict[str, sp.Expr] = {
-    "mse": (Y - T) ** 2,
-    "mae": sp.Abs(Y - T),
-    # binary cross-entropy on probabilities y in (0, 1), as PyTorch's BCELoss
-    "bce": -(T * sp.log(Y) + (1 - T) * sp.log(1 - Y)),
-    # binary cross-entropy on logits y, as PyTorch's BCEWithLogitsLoss (stable: no sigmoid first)
-    "bce_logits": sp.log(1 + sp.exp(Y)) - T * Y,
-}
+def _elementwise_losses() -> dict:
+    """Elementwise loss terms l(y, t); the loss is their mean over every element of the batch."""
+    import sympy as sp
+
+    Y, T = _symbol("Y"), _symbol("T")
+    return {
+        "mse": (Y - T) ** 2,
+        "mae": sp.Abs(Y - T),
+        # binary cross-entropy on probabilities y in (0, 1), as PyTorch's BCELoss
+        "bce": -(T * sp.log(Y) + (1 - T) * sp.log(1 - Y)),
+        # binary cross-entropy on logits y, as PyTorch's BCEWithLogitsLoss (stable: no sigmoid first)
+        "bce_logits": sp.log(1 + sp.exp(Y)) - T * Y,
+    }
+
+
+#: name -> l(y, t), see :func:`_elementwise_losses`.
+ELEMENTWISE_LOSSES = BuiltinTable(("mse", "mae", "bce", "bce_logits"), _elementwise_losses)
 
 
 def _softmax_cross_entropy(z: sp.IndexedBase, t: sp.IndexedBase, j: sp.Idx, k: sp.Idx, K) -> sp.Expr:
     """Row term of softmax cross-entropy on logits: -sum_j t_j log softmax(z)_j."""
+    import sympy as sp
+
     log_softmax_j = z[j] - sp.log(sp.Sum(sp.exp(z[k]), (k, 0, K - 1)))
     return -sp.Sum(t[j] * log_softmax_j, (j, 0, K - 1))
 
@@ -110,11 +228,17 @@ ROW_LOSSES: dict[str, Callable[..., sp.Expr]] = {
     "softmax_cross_entropy": _softmax_cross_entropy,
 }
 
-#: Penalties phi(w); the penalty term is weight * sum(phi(w)) over the parameter's elements.
-PENALTIES: dict[str, sp.Expr] = {
-    "l1": sp.Abs(W),
-    "l2": W ** 2 / 2,
-}
+
+def _penalties() -> dict:
+    """Penalties phi(w); the penalty term is weight * sum(phi(w)) over the parameter's elements."""
+    import sympy as sp
+
+    W = _symbol("W")
+    return {"l1": sp.Abs(W), "l2": W ** 2 / 2}
+
+
+#: name -> phi(w), see :func:`_penalties`.
+PENALTIES = BuiltinTable(("l1", "l2"), _penalties)
 
 
 def is_formula(name: str) -> bool:
@@ -161,6 +285,43 @@ def _user_formula(text: str, variables: Mapping[str, sp.Symbol], what: str) -> s
     return parse_formula(text, variables)
 
 
+def _is_expression(value) -> bool:
+    """Whether ``value`` is a SymPy expression (asked without importing SymPy: before its
+    import there can be none)."""
+    sp = sys.modules.get("sympy")
+    return sp is not None and isinstance(value, sp.Expr)
+
+
+def _check_numbers(op: str, attrs: Mapping[str, Any]) -> None:
+    if op == "activation" and attrs.get("alpha") is not None:
+        number_attribute(attrs["alpha"], "alpha")
+    if op == "penalty":
+        number_attribute(attrs.get("weight", 1e-4), "weight", at_least=0)
+
+
+def check_function(op: str, attrs: Mapping[str, Any]) -> None:
+    """Check an activation, loss or penalty node's function and numbers; GraphError (or
+    :class:`derive.parse.FormulaError`) naming the problem.
+
+    Built-in names and numbers are checked without SymPy (the graph validator calls this for
+    every node, see :class:`BuiltinTable`); a formula is parsed through :mod:`derive.parse`.
+
+    >>> check_function("activation", {"function": "leaky_relu", "alpha": 0.2})
+    >>> check_function("loss", {"function": "msee"})
+    Traceback (most recent call last):
+    ...
+    derive.errors.GraphError: unknown loss 'msee' (built-in: bce, bce_logits, mae, mse, softmax_cross_entropy; or give an elementwise formula in y and t such as '(y-t)**2')
+    """
+    _check_numbers(op, attrs)
+    fn = attrs.get("function")
+    builtin = {"activation": ACTIVATIONS, "loss": ELEMENTWISE_LOSSES}.get(op)
+    if op == "penalty":
+        builtin, fn = PENALTIES, attrs.get("kind", "l2")
+    if builtin is not None and (fn in builtin or _is_expression(fn)):
+        return
+    scalar_function(op, attrs)   # parses a formula, or raises the error that names the choices
+
+
 def scalar_function(op: str, attrs: Mapping[str, Any]) -> sp.Expr:
     """The scalar forward expression of an elementwise op, loss or penalty node.
 
@@ -174,34 +335,36 @@ def scalar_function(op: str, attrs: Mapping[str, Any]) -> sp.Expr:
     >>> scalar_function("activation", {"function": "leaky_relu", "alpha": 0.2})
     Piecewise((x, x > 0), (x/5, True))
     """
+    import sympy as sp
+
+    _check_numbers(op, attrs)
     fn = attrs.get("function")
     if op == "activation":
         if isinstance(fn, sp.Expr):
             return fn
-        if attrs.get("alpha") is not None:
-            number_attribute(attrs["alpha"], "alpha")
-        if isinstance(fn, str) and fn in ACTIVATIONS:
+        if fn in ACTIVATIONS:
             expr, defaults = ACTIVATIONS[fn]
             values = {**defaults, **{k: v for k, v in attrs.items() if k in defaults and v is not None}}
             if "alpha" not in values:
                 return expr
-            return expr.subs({ALPHA: sp.nsimplify(number_attribute(values["alpha"], "alpha"), rational=True)})
+            alpha = sp.nsimplify(number_attribute(values["alpha"], "alpha"), rational=True)
+            return expr.subs({_symbol("ALPHA"): alpha})
         if isinstance(fn, str) and is_formula(fn):
-            return _user_formula(fn, {"x": X}, "activation")
+            return _user_formula(fn, {"x": _symbol("X")}, "activation")
         raise GraphError(f"unknown activation {fn!r} (built-in: {', '.join(sorted(ACTIVATIONS))}; "
                          "or give a formula in x such as 'x*sigmoid(x)')")
     if op == "loss":
         if isinstance(fn, sp.Expr):
             return fn
-        if isinstance(fn, str) and fn in ELEMENTWISE_LOSSES:
+        if fn in ELEMENTWISE_LOSSES:
             return ELEMENTWISE_LOSSES[fn]
         if isinstance(fn, str) and is_formula(fn):
-            return _user_formula(fn, {"y": Y, "t": T}, "loss")
+            return _user_formula(fn, {"y": _symbol("Y"), "t": _symbol("T")}, "loss")
         raise GraphError(f"unknown loss {fn!r} (built-in: {', '.join(sorted(loss_names()))}; "
                          "or give an elementwise formula in y and t such as '(y-t)**2')")
     if op == "penalty":
         kind = attrs.get("kind", "l2")
-        if not isinstance(kind, str) or kind not in PENALTIES:
+        if kind not in PENALTIES:
             raise GraphError(f"unknown penalty {kind!r} (built-in: {', '.join(sorted(PENALTIES))})")
         weight = number_attribute(attrs.get("weight", 1e-4), "weight", at_least=0)
         return sp.nsimplify(weight, rational=True) * PENALTIES[kind]
@@ -286,6 +449,8 @@ class Op:
 
 def _dense_forward(Xm: sp.MatrixSymbol, Wm: sp.MatrixSymbol, bm: sp.MatrixSymbol | None) -> sp.MatrixExpr:
     """``X W^T + 1 b^T``: one row per example, one column per unit."""
+    import sympy as sp
+
     z = Xm * Wm.T
     if bm is not None:
         z = z + sp.OneMatrix(Xm.shape[0], 1) * bm.T
@@ -298,6 +463,8 @@ MATRIX_FORWARD: dict[str, Callable[..., sp.MatrixExpr]] = {"dense": _dense_forwa
 
 def _softmax_forward(x: sp.IndexedBase, i, j, K) -> sp.Expr:
     """``softmax(x)_i = exp(x_i) / sum_j exp(x_j)`` over one row."""
+    import sympy as sp
+
     return sp.exp(x[i]) / sp.Sum(sp.exp(x[j]), (j, 0, K - 1))
 
 

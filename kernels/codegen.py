@@ -35,7 +35,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import numpy as np
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
@@ -44,21 +43,11 @@ from derive import symbols as S
 from derive.ops import BATCH
 from derive.stable import stabilize
 
+from .signature import DTYPES, FUNCTION_NAME, Signature, _dtype_name, graph_signature, signature
+
 __all__ = ["generate", "Signature", "signature", "graph_signature", "FUNCTION_NAME", "DTYPES"]
 
-FUNCTION_NAME = "loss_and_grads"
-DTYPES = {"float64": "np.float64", "float32": "np.float32"}
 _INDENT = "    "
-
-
-def _dtype_name(dtype) -> str:
-    try:
-        name = np.dtype(dtype).name
-    except TypeError:
-        name = str(dtype)
-    if name not in DTYPES:
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-    return name
 
 
 # --- names ---------------------------------------------------------------------------------------
@@ -78,32 +67,6 @@ class _Names:
             self._ids[name] = f"{prefix}_{stem}_{self._count}"
             self._count += 1
         return self._ids[name]
-
-
-@dataclass(frozen=True)
-class Signature:
-    """The argument lists of the generated function, by node name."""
-
-    inputs: tuple[str, ...]
-    targets: tuple[str, ...]
-    parameters: tuple[str, ...]
-
-    @property
-    def gradients(self) -> tuple[str, ...]:
-        return self.parameters
-
-
-def signature(bp) -> Signature:
-    """Inputs and targets in topological order, parameters in :func:`derive.parameters` order."""
-    return graph_signature(bp.graph, bp.info)
-
-
-def graph_signature(g, info) -> Signature:
-    """:func:`signature` from the graph and its :class:`derive.GraphInfo` (no derivation needed)."""
-    order = info.order
-    return Signature(tuple(v for v in order if g.nodes[v]["op"] == "input"),
-                     tuple(v for v in order if g.nodes[v]["op"] == "target"),
-                     tuple(derive.parameters(g)))
 
 
 # --- reductions ----------------------------------------------------------------------------------

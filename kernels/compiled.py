@@ -21,9 +21,9 @@ import numpy as np
 
 import derive
 
-from . import blas_threads, cache
-from .codegen import FUNCTION_NAME, Signature, _dtype_name, generate, graph_signature
+from . import blas_threads, cache, epoch_keys
 from .outline import FunctionPointer
+from .signature import FUNCTION_NAME, Signature, _dtype_name, graph_signature
 
 __all__ = ["compile", "CompiledModel", "BACKENDS"]
 
@@ -206,17 +206,20 @@ class CompiledModel:
         Cached per :func:`kernels.epoch.optimizer_key` (class, equations' structure) and backend,
         never per hyperparameter value: optimizers differing only in ``lr`` share one function
         object. ``backend`` defaults to the model's."""
-        from . import epoch
-
         backend = backend or self.backend
         # the generated source depends on the threshold of the parallel backend's prange branches
-        key = (epoch.optimizer_key(optimizer), backend, epoch.PARALLEL_MIN if backend == "parallel" else None)
+        key = (epoch_keys.optimizer_key(optimizer), backend,
+               epoch_keys.PARALLEL_MIN if backend == "parallel" else None)
         fn = self._epoch_kernels.get(key)
         if fn is None:
-            source, _ = _remembered(_generated_name(self.net, "train_epoch", repr(key), self.dtype.name), lambda: (
-                epoch.generate_epoch(self.backprop, optimizer, self.dtype.name, backend), {}))
+            def make():
+                from .epoch import generate_epoch
+
+                return generate_epoch(self.backprop, optimizer, self.dtype.name, backend), {}
+
+            source, _ = _remembered(_generated_name(self.net, "train_epoch", repr(key), self.dtype.name), make)
             module = cache.load(source)
-            fn = getattr(module, epoch.EPOCH_FUNCTION_NAME)
+            fn = getattr(module, epoch_keys.EPOCH_FUNCTION_NAME)
             fn.chunked = bool(getattr(module, "CHUNKED", False))   # the data-parallel form
             # its prange bodies, passed as its last arguments (compiled once, not linked into it)
             fn.pointers = tuple(FunctionPointer(getattr(module, f)) for f in getattr(module, "FUNCTION_ARGUMENTS", ()))
@@ -232,22 +235,20 @@ class CompiledModel:
         control), its ``prange`` form (a network that cannot be chunked) from
         :data:`kernels.epoch.PARALLEL_MIN` elements (rows times the widest layer), else the
         serial function. ``parallel()`` returns the parallel function (made on first need)."""
-        from . import epoch
-
         if self.backend != "parallel":
             return serial
         width = self._row_width()
         elements = batch_size * width
         work = batch_size * (self._parameter_count() + width)
-        if elements < epoch.PARALLEL_MIN and work < epoch.CHUNK_MIN:
+        if elements < epoch_keys.PARALLEL_MIN and work < epoch_keys.CHUNK_MIN:
             return serial
         import numba
 
         par = parallel()
         if par.chunked:
-            usable = work >= epoch.CHUNK_MIN and numba.get_num_threads() > 1 and blas_threads.controllable()
+            usable = work >= epoch_keys.CHUNK_MIN and numba.get_num_threads() > 1 and blas_threads.controllable()
         else:
-            usable = elements >= epoch.PARALLEL_MIN
+            usable = elements >= epoch_keys.PARALLEL_MIN
         return par if usable else serial
 
     def _row_width(self) -> int:
@@ -317,7 +318,7 @@ class CompiledModel:
         """
         import numba
 
-        from .epoch import hyper_names, hyper_vector
+        from .epoch_keys import hyper_names, hyper_vector
 
         kernel = self.epoch_kernel(optimizer, "cpu")
         hyper = hyper_vector(optimizer)
@@ -397,6 +398,8 @@ def compile(net, backend: str = "cpu", dtype="float64", seed: int = 0) -> Compil
     bp = None   # derived only when the index has no sound entry for this network
 
     def derive_and_generate():
+        from .codegen import generate
+
         nonlocal bp
         bp = derive.backprop(net)
         return generate(bp, name), {"warnings": list(bp.warnings)}

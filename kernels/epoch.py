@@ -109,12 +109,12 @@ from derive import symbols as S
 
 from . import chunks
 from .codegen import DTYPES, HELPERS, IMPORTS, KernelPrinter, _Generator, _INDENT, _dtype_name
+from . import epoch_keys
+from .epoch_keys import CHUNK_MIN, EPOCH_FUNCTION_NAME, PARALLEL_MIN, hyper_names, hyper_vector, optimizer_key
 from .outline import module_level_names, outline
 
 __all__ = ["generate_epoch", "optimizer_key", "hyper_names", "hyper_vector", "OptimizerRules",
            "EPOCH_FUNCTION_NAME", "PARALLEL_MIN", "CHUNK_MIN", "NotChunkable"]
-
-EPOCH_FUNCTION_NAME = "train_epoch"
 
 #: Numba flags of every generated epoch function (``parallel=True`` added for the parallel forms).
 _FLAGS = 'cache=True, nogil=True, fastmath=False, error_model="numpy"'
@@ -138,51 +138,6 @@ def _array_type(dtype: str, ndim: int, readonly: bool = False) -> str:
 def _pointer_argument(function: str) -> str:
     """The epoch function's argument through which it calls ``function``: ``chunk_pass_fn``."""
     return function.lstrip("_") + "_fn"
-
-#: Elements (rows of a batch times the widest layer) from which the "parallel" backend runs the
-#: ``parallel=True`` epoch function, and from which its elementwise loops take ``prange``.
-#: Measured on the 2-core machine (784-256-128-10 tanh, Adam, float32, steps/s, best of 15,
-#: workqueue layer, prange on loops of >= 2**17 elements): batch 1024: serial 197, parallel 164;
-#: 2048: 86 vs 84; 4096: 44.2 vs 44.4; batch 32: 3,610 vs 3,124 (no prange taken: the
-#: ``parallel=True`` pipeline alone cost 13%). OpenBLAS already uses both cores for the products,
-#: which are 85-95% of a large step, so prange only adds launch and contention costs. The
-#: threshold is where parallel stopped losing (batch 4096 x 256 units); below it the serial
-#: function runs, so "parallel" is never slower than "cpu" in the measured range.
-PARALLEL_MIN = 1 << 20
-
-#: Work (rows of a batch times the trained parameters plus the widest layer: the products'
-#: multiply-adds and the update per row, plus the elementwise loops) from which the "parallel"
-#: backend runs its data-parallel epoch (see the module docstring). Measured on the 2-core machine
-#: (steps/s, data-parallel against the serial function, best of 3 interleaved rounds, OpenBLAS's
-#: detected kernels): 784-256-128-10 ReLU, Adam, float32 (235k parameters): batch 4: 13,471 vs
-#: 9,736; 32: 5,235 vs 4,483; 128: 2,333 vs 2,041; 512: 737 vs 644 (with the Haswell-pinned
-#: kernels, batch 32: 3,683 vs 3,576; 128: 1,452 vs 1,372); 256-256-256-10 tanh (135k): batch 2:
-#: 18,774 vs 16,484; 64-64-64-10 ReLU (8,906): batch 16: 87k vs 104k, 32: 70k vs 60k;
-#: 2-16-16-1 tanh, MSE, float64 (337): batch 128: 76k vs 89k, 256: 54k vs 46k, 1024: 17k vs
-#: 11k. Splitting the update between the threads is what wins at small batches of big nets. The
-#: threshold (262,144) keeps 64-64-64-10 at batch 16 (143,520) and the tiny net up to batch 512
-#: serial; batch 2 of the 784 net (471,860) runs data-parallel.
-CHUNK_MIN = 1 << 18
-
-
-def hyper_names(optimizer) -> tuple[str, ...]:
-    """The order of the ``hyper`` array: the hyperparameter names, sorted."""
-    return tuple(sorted(optimizer.hyperparameters()))
-
-
-def hyper_vector(optimizer) -> np.ndarray:
-    """``hyper`` for :func:`generate_epoch`'s function: float64 values in :func:`hyper_names` order."""
-    h = optimizer.hyperparameters()
-    return np.array([float(h[k]) for k in hyper_names(optimizer)], dtype=np.float64)
-
-
-def optimizer_key(optimizer) -> tuple:
-    """What the generated code depends on: the class and its update equations' structure
-    (nesterov, which decay terms are present), never the hyperparameter values."""
-    cls = type(optimizer)
-    return (cls.__module__, cls.__qualname__, tuple(optimizer.state), hyper_names(optimizer),
-            tuple((sp.srepr(lhs), sp.srepr(rhs)) for lhs, rhs in optimizer.equations()))
-
 
 class _Hoister:
     """Replaces subexpressions of hyperparameters and ``t`` alone with per-step scalars."""
@@ -702,7 +657,7 @@ def generate_epoch(net, optimizer, dtype="float64", backend: str = "cpu", parall
     if backend not in ("cpu", "parallel"):
         raise ValueError(f"unknown backend {backend!r} (available: cpu, parallel)")
     name = _dtype_name(dtype)
-    threshold = PARALLEL_MIN if parallel_min is None else parallel_min
+    threshold = epoch_keys.PARALLEL_MIN if parallel_min is None else parallel_min
     if backend == "parallel" and chunked is not False:
         try:
             return _EpochGenerator(net, name, optimizer, True, threshold, chunked=True).generate_epoch()

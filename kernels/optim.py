@@ -8,6 +8,10 @@ slot (``m``, ``v``, ...). Weight decay: ``l2`` adds ``l2*w`` to the gradient (co
 PyTorch's ``weight_decay``), ``l1`` adds ``l1*sign(w)``; AdamW decays the weight itself
 (decoupled, ``w <- w*(1 - lr*weight_decay)`` first, as PyTorch).
 
+The rules below choose their terms only by which options are zero or false (never by a value):
+:func:`kernels.epoch_keys.optimizer_key` relies on it to find a cached epoch function without
+SymPy, which is imported only when the rules are first built.
+
 Examples
 --------
 >>> opt = Adam(lr=1e-3)
@@ -23,24 +27,47 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
-import sympy as sp
+
+if TYPE_CHECKING:   # SymPy is imported when the rules are first built (a warm process never does)
+    import sympy as sp
 
 __all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "AdamW", "get_optimizer", "OPTIMIZERS"]
 
-w, g = sp.symbols("w g", real=True)
-t = sp.Symbol("t", positive=True, integer=True)
+
+def _symbols() -> dict:
+    import sympy as sp
+
+    w, g = sp.symbols("w g", real=True)
+    return {"w": w, "g": g, "t": sp.Symbol("t", positive=True, integer=True)}
+
+
+def __getattr__(name: str):
+    """``w`` (a parameter element), ``g`` (its gradient), ``t`` (the step): made on first use."""
+    if name in ("w", "g", "t"):
+        globals().update(_symbols())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _symbol(name: str):
+    return globals()[name] if name in globals() else __getattr__(name)
 
 _PRETTY = {"beta1": "β₁", "beta2": "β₂", "eps": "ε", "rho": "ρ", "mu": "μ", "lambda": "λ"}
 
 
 def _minus(a: sp.Expr, b: sp.Expr) -> sp.Expr:
     """``a - b`` kept in that order for printing (evaluates to the same value)."""
+    import sympy as sp
+
     return sp.Add(a, sp.Mul(-1, b, evaluate=False), evaluate=False)
 
 
 def _sym(name: str) -> sp.Symbol:
+    import sympy as sp
+
     return sp.Symbol(name, positive=True)
 
 
@@ -84,7 +111,10 @@ class Optimizer:
 
     def gradient(self) -> sp.Expr:
         """The gradient after coupled weight decay."""
-        out = g
+        import sympy as sp
+
+        w = _symbol("w")
+        out = _symbol("g")
         if self.l2:
             out = out + _sym("l2") * w
         if self.l1:
@@ -113,6 +143,8 @@ class Optimizer:
 
     def latex(self) -> str:
         """The update rules as LaTeX rows (``w \\leftarrow ...``) for an ``align*`` block."""
+        import sympy as sp
+
         names = {_sym(k): sp.Symbol({"beta1": r"\beta_1", "beta2": r"\beta_2", "eps": r"\epsilon", "rho": r"\rho",
                                      "mu": r"\mu", "lr": r"\eta"}.get(k, k), positive=True)
                  for k in self.hyperparameters()}
@@ -122,6 +154,8 @@ class Optimizer:
     def step_numpy(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
                    state: dict[str, dict[str, np.ndarray]], step: int) -> None:
         """Reference update in NumPy (float64), evaluated from the same SymPy rules; in place."""
+        import sympy as sp
+
         hyper = self.hyperparameters()
         for p, value in params.items():
             slots = state.setdefault(p, {s: np.zeros_like(value) for s in self.state})
@@ -149,7 +183,9 @@ class SGD(Optimizer):
         return ("buf",) if self.momentum else ()
 
     def _rules(self):
-        grad = self.gradient()
+        import sympy as sp
+
+        w, grad = _symbol("w"), self.gradient()
         if not self.momentum:
             return [(w, _minus(w, _sym("lr") * grad))]
         buf, mu = sp.Symbol("buf", real=True), _sym("momentum")
@@ -173,7 +209,9 @@ class RMSprop(Optimizer):
     state: tuple[str, ...] = field(default=("s",), init=False)
 
     def _rules(self):
-        s, grad = sp.Symbol("s", real=True), self.gradient()
+        import sympy as sp
+
+        w, s, grad = _symbol("w"), sp.Symbol("s", real=True), self.gradient()
         rho = _sym("rho")
         return [(s, rho * s + (1 - rho) * grad ** 2), (w, _minus(w, _sym("lr") * grad / (sp.sqrt(s) + _sym("eps"))))]
 
@@ -189,13 +227,15 @@ class Adam(Optimizer):
     state: tuple[str, ...] = field(default=("m", "v"), init=False)
 
     def _decoupled(self) -> sp.Expr:
-        return w
+        return _symbol("w")
 
     def _rules(self):
+        import sympy as sp
+
         m, v, grad = sp.Symbol("m", real=True), sp.Symbol("v", real=True), self.gradient()
-        b1, b2 = _sym("beta1"), _sym("beta2")
+        b1, b2, t = _sym("beta1"), _sym("beta2"), _symbol("t")
         update = _sym("lr") * (m / (1 - b1 ** t)) / (sp.sqrt(v / (1 - b2 ** t)) + _sym("eps"))
-        return [(m, b1 * m + (1 - b1) * grad), (v, b2 * v + (1 - b2) * grad ** 2), (w, _minus(self._decoupled(), update))]
+        return [(m, b1 * m + (1 - b1) * grad), (v, b2 * v + (1 - b2) * grad ** 2), (_symbol("w"), _minus(self._decoupled(), update))]
 
 
 @dataclass(frozen=True)
@@ -206,7 +246,7 @@ class AdamW(Adam):
     name: str = field(default="adamw", init=False)
 
     def _decoupled(self) -> sp.Expr:
-        return w * (1 - _sym("lr") * _sym("weight_decay"))
+        return _symbol("w") * (1 - _sym("lr") * _sym("weight_decay"))
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": lambda **kw: Momentum(nesterov=True, **kw),

@@ -110,10 +110,10 @@ def output_node(model) -> str:
 def predict(model, X) -> np.ndarray:
     """The network's output (the loss's ``y`` argument) for the rows of ``X``, float64.
 
-    Computed by the derived forward equations (:func:`derive.evaluate.forward_values`) with the
+    Computed by the derived forward equations (:func:`derive.evaluation.forward_values`) with the
     model's current parameters.
     """
-    from derive.evaluate import forward_values
+    from derive.evaluation import forward_values
 
     bp = model.backprop
     sig = model.signature

@@ -64,7 +64,7 @@ def evaluate_scalar(expr, x: np.ndarray, symbol=None) -> np.ndarray:
     """Evaluate a SymPy expression of ``x`` (derive's ``X``) on an array, as derive's evaluator does."""
     import sympy as sp
 
-    from derive.evaluate import _FUNCS
+    from derive.evaluation import _FUNCS
     from derive.ops import X
 
     symbol = X if symbol is None else symbol
@@ -131,7 +131,7 @@ def training_figure(history, path: str | os.PathLike) -> Path:
 
 def network_output(bp, parameters, X: np.ndarray) -> np.ndarray:
     """The output the loss compares with the target, for rows ``X``, by derive's forward equations."""
-    from derive.evaluate import forward_values
+    from derive.evaluation import forward_values
 
     first_input = next(v for v in bp.info.order if bp.graph.nodes[v]["op"] == "input")
     out = bp.info.args[bp.info.loss]["y"]

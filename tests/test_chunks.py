@@ -162,7 +162,7 @@ def test_chunked_form_is_optional_and_tanh_nets_take_it():
 
 
 def test_run_uses_chunks_for_large_batches_and_restores_blas_threads(model, monkeypatch):
-    import kernels.epoch
+    import kernels.epoch_keys
     from threadpoolctl import threadpool_info
 
     m = model("relu-sce")
@@ -170,11 +170,11 @@ def test_run_uses_chunks_for_large_batches_and_restores_blas_threads(model, monk
     run = m.epoch_function(opt)
     X, T, order = _data(m, 64, 0)
     before = [d["num_threads"] for d in threadpool_info()]
-    monkeypatch.setattr(kernels.epoch, "CHUNK_MIN", 10 ** 9)
+    monkeypatch.setattr(kernels.epoch_keys, "CHUNK_MIN", 10 ** 9)
     m.init(1)
     l_serial, _ = run(X, T, order, 32, m.init_state(opt))
     assert not m._epoch_choice(lambda: m.epoch_kernel(opt, "parallel"), run.kernel, 32).chunked
-    monkeypatch.setattr(kernels.epoch, "CHUNK_MIN", 0)
+    monkeypatch.setattr(kernels.epoch_keys, "CHUNK_MIN", 0)
     m.init(1)
     l_chunked, done = run(X, T, order, 32, m.init_state(opt))
     assert done == 2
@@ -194,7 +194,7 @@ def _BIG():
 def test_choice_counts_parameters_and_widest_layer(compiled_model, monkeypatch):
     """Data-parallel from CHUNK_MIN of work = rows x (trained parameters + widest layer): a big
     net from batch 2 (its update is worth splitting), a tiny net only at large batches."""
-    import kernels.epoch
+    import kernels.epoch_keys
     from kernels import blas_threads
 
     monkeypatch.setattr(blas_threads, "controllable", lambda: True)
@@ -203,7 +203,7 @@ def test_choice_counts_parameters_and_widest_layer(compiled_model, monkeypatch):
     big = compiled_model(_BIG, "float32", "parallel")
     work_per_row = 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10 + 784   # the input is widest
     assert big._parameter_count() + big._row_width() == work_per_row
-    assert 1 * work_per_row < kernels.epoch.CHUNK_MIN <= 2 * work_per_row
+    assert 1 * work_per_row < kernels.epoch_keys.CHUNK_MIN <= 2 * work_per_row
     assert big._epoch_choice(lambda: chunked, serial, 1) is serial
     assert big._epoch_choice(lambda: chunked, serial, 2) is chunked
     tiny = compiled_model(lambda: derive.mlp([2, 16, 16, 1], activation="tanh", loss="mse"), "float64", "parallel")
@@ -267,9 +267,11 @@ def test_module_doctest_examples_run():
 
 def test_second_process_loads_the_data_parallel_epoch_from_numbas_cache(tmp_path):
     """train_epoch takes its prange bodies as function pointers, typed by their signatures, not
-    by object: a new process loads it and them from Numba's cache without compiling."""
+    by object: a new process loads it and them from Numba's cache without compiling, and finds
+    the generated code by fingerprint without importing SymPy (no derivation, no generation)."""
     code = """
-import numpy as np, derive, kernels, kernels.epoch
+import sys
+import numpy as np, derive, kernels, kernels.epoch_keys
 net = derive.mlp([3, 6, 5, 4], activation="relu", loss="softmax_cross_entropy")
 model = kernels.compile(net, dtype="float64", backend="parallel")
 opt = kernels.Adam(lr=1e-3)
@@ -278,18 +280,18 @@ rng = np.random.default_rng(0)
 X, T = rng.normal(size=(8, 3)), np.eye(4)[np.arange(8) % 4]
 X, T, order, batch, params, arrays = model._epoch_arrays(X, T, np.arange(8), 4, model.init_state(opt), ("m", "v"))
 losses = np.full(2, np.nan)
-done = fn(X, T, order, batch, *params, *arrays, kernels.epoch.hyper_vector(opt), 0, losses, 2, *fn.pointers)
+done = fn(X, T, order, batch, *params, *arrays, kernels.epoch_keys.hyper_vector(opt), 0, losses, 2, *fn.pointers)
 functions = [fn, *(p.dispatcher for p in fn.pointers)]
 print(len(fn.pointers), done, sum(len(f.stats.cache_misses) for f in functions),
-      sum(len(f.stats.cache_hits) for f in functions), *losses)
+      sum(len(f.stats.cache_hits) for f in functions), "sympy" in sys.modules, *losses)
 """
     env = {**os.environ, "SYMPROP_CACHE": str(tmp_path)}
     outs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True) for _ in range(2)]
     assert [o.returncode for o in outs] == [0, 0], outs[-1].stderr[-2000:]
     cold, warm = (o.stdout.split() for o in outs)
-    assert cold[:4] == ["2", "2", "3", "0"]       # two pointers; three functions compiled
-    assert warm[:4] == ["2", "2", "0", "3"]       # ... and loaded from the cache
-    assert cold[4:] == warm[4:]                   # the same losses
+    assert cold[:5] == ["2", "2", "3", "0", "True"]     # two pointers; three functions compiled
+    assert warm[:5] == ["2", "2", "0", "3", "False"]    # ... loaded from the cache, SymPy never imported
+    assert cold[5:] == warm[5:]                         # the same losses
 
 
 @pytest.mark.parametrize("key", sorted(NETS))

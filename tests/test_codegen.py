@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import derive
-from derive.evaluate import forward_values
+from derive.evaluation import forward_values
 
 SEED = 3
 BATCH = 6

@@ -5,7 +5,7 @@ For a table of networks, the gradients computed from the derived equations
 
 (a) ``derive.symbolic_gradients``: SymPy's derivative of the whole expanded objective,
     evaluated at 30 digits (independent of derive.derivation), to ~1e-10 relative; and
-(b) central finite differences of the objective (``derive.evaluate.finite_differences``, which
+(b) central finite differences of the objective (``derive.evaluation.finite_differences``, which
     runs only the forward equations), to ~1e-6.
 
 Also checked: the shape of the derived expressions (no KroneckerDelta, no range Piecewise,
@@ -26,7 +26,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
 from derive import symbols as S
-from derive.evaluate import finite_differences, forward_values
+from derive.evaluation import finite_differences, forward_values
 
 
 # --- networks ------------------------------------------------------------------------------------

@@ -9,10 +9,13 @@ temporary SYMPROP_CACHE.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import derive
 from kernels.optim import SGD, Adam, AdamW, RMSprop
@@ -140,9 +143,9 @@ def test_divergence_stops_before_the_bad_update(model):
 
 def test_parallel_backend_equals_cpu(model, monkeypatch):
     """The "parallel" backend's epoch, generated with prange taken on every loop (threshold 0)."""
-    import kernels.epoch
+    import kernels.epoch_keys
 
-    monkeypatch.setattr(kernels.epoch, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(kernels.epoch_keys, "PARALLEL_MIN", 0)
     cpu, par = model(), model("sce", "float64", "parallel")
     opt = Adam(lr=0.01, l2=0.01)
     X, T, order = _data(cpu, rows=40)
@@ -194,6 +197,57 @@ def test_run_validates_arguments(model):
         run(X, T[:-1], order, 2, state, 0)
     losses, done = run(X, T, order, 100, state, 0)  # one batch larger than the data
     assert done == 1 and losses.shape == (1,)
+
+
+# --- the optimizer's cache key -------------------------------------------------------------------
+
+def _equations(opt):
+    import sympy as sp
+
+    return [(sp.srepr(lhs), sp.srepr(rhs)) for lhs, rhs in opt.equations()]
+
+
+_OPTION = st.one_of(st.just(0.0), st.floats(1e-4, 0.99))
+
+
+@settings(max_examples=60, deadline=None)
+@given(cls=st.sampled_from([SGD, RMSprop, Adam, AdamW]), a=st.data(), b=st.data())
+def test_built_in_optimizer_keys_read_from_options_match_their_equations(cls, a, b):
+    """symprop's optimizers are keyed by which options are zero or false, without SymPy: two with
+    the same key must have the same update equations (hyperparameters are symbols in them)."""
+    from kernels.epoch_keys import optimizer_key
+
+    def draw(data):
+        options = {}
+        for f in dataclasses.fields(cls):
+            if f.init and f.name != "lr":
+                options[f.name] = data.draw(st.booleans() if f.type in (bool, "bool") else _OPTION, label=f.name)
+        return cls(lr=data.draw(st.floats(1e-4, 1.0), label="lr"), **options)
+
+    x, y = draw(a), draw(b)
+    if optimizer_key(x) == optimizer_key(y):
+        assert _equations(x) == _equations(y)
+    # and the key follows the terms: a zero decay drops its term from the equations
+    assert (optimizer_key(x) == optimizer_key(dataclasses.replace(x, l2=0.0))) == (not x.l2)
+
+
+def test_an_optimizer_of_the_users_is_keyed_by_its_equations():
+    import sympy as sp
+
+    from kernels.epoch_keys import optimizer_key
+
+    @dataclasses.dataclass(frozen=True)
+    class Clipped(SGD):
+        clip: float = 1.0
+
+        def gradient(self):
+            return sp.Max(-sp.Symbol("clip", positive=True), sp.Min(sp.Symbol("clip", positive=True),
+                                                                      super().gradient()))
+
+    key = optimizer_key(Clipped(lr=0.1))
+    assert key[:2] == (__name__, "test_an_optimizer_of_the_users_is_keyed_by_its_equations.<locals>.Clipped")
+    assert key[-1] == tuple(_equations(Clipped(lr=0.1)))
+    assert optimizer_key(Clipped(lr=0.1, clip=0.0)) == key          # values never enter the key
 
 
 # --- optimizer options -------------------------------------------------------------------------

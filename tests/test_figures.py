@@ -92,7 +92,7 @@ def test_network_output_matches_derive_evaluate():
     bp = derive.backprop(derive.mlp([2, 3, 1], activation="tanh"))
     values = derive.random_values(bp.graph, batch=5, seed=1)
     params = {p: values[p] for p in bp.parameters}
-    from derive.evaluate import forward_values
+    from derive.evaluation import forward_values
 
     expected = forward_values(bp, values)["z2"]
     np.testing.assert_allclose(F.network_output(bp, params, values["x"]), expected)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
-import pytest
 import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,6 +16,8 @@ import derive
 from derive import ops
 
 fp_module = importlib.import_module("derive.fingerprint")
+registry_text = fp_module.registry_text
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_equal_graphs_have_equal_fingerprints():
@@ -100,3 +102,43 @@ def test_fingerprints_equal_exactly_when_networks_are(sizes_a, sizes_b, act_a, a
     b = derive.mlp(sizes_b, activation=act_b, loss="mse")
     same = sizes_a == sizes_b and (act_a == act_b or len(sizes_a) == 2)
     assert (derive.fingerprint(a) == derive.fingerprint(b)) == same
+
+
+def test_building_validating_and_fingerprinting_need_no_sympy():
+    """Built-in names and numbers are checked without SymPy (ops.BuiltinTable), so a process that
+    finds its kernels by fingerprint never imports it; a formula is parsed, importing it, and the
+    fingerprints do not depend on whether the built-in definitions were ever made."""
+    code = """
+import sys, derive
+from derive import ops
+net = derive.mlp([3, 5, 2], activation="leaky_relu", loss="softmax_cross_entropy", penalty="l1", weight=0.1)
+spec = derive.load(sys.argv[1])
+fps = [derive.fingerprint(net), derive.fingerprint(spec)]
+print("sympy" in sys.modules)
+try:
+    derive.mlp([3, 4, 1], activation="tanhh")
+except derive.GraphError as e:
+    print("refused", "'tanhh'" in str(e))
+derive.mlp([3, 4, 1], activation="x*tanh(x)")
+print("sympy" in sys.modules, ops.ACTIVATIONS["relu"][0])
+print(fps == [derive.fingerprint(net), derive.fingerprint(spec)])
+"""
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "examples" / "classifier.toml")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:4] == ["False", "refused True", "True Max(0, x)", "True"]
+
+
+def test_a_built_in_put_back_is_a_built_in_again():
+    net = derive.mlp([2, 3, 1], activation="relu", loss="mse")
+    before = derive.fingerprint(net)
+    relu = ops.ACTIVATIONS["relu"]
+    ops.ACTIVATIONS["relu"] = (relu[0], dict(relu[1]))   # an equal copy is a program's own entry
+    try:
+        assert "activation relu: built-in" not in registry_text()
+        assert derive.fingerprint(net) != before
+    finally:
+        ops.ACTIVATIONS["relu"] = relu
+    assert "activation relu: built-in" in registry_text()
+    assert derive.fingerprint(net) == before
+
