@@ -56,9 +56,12 @@ def _label(g: nx.DiGraph, v) -> str:
     return f"node {v!r}" + (f" ({op})" if isinstance(op, str) else "")
 
 
-#: Prefixes of the symbols that stand for gradients and layer errors (:mod:`derive.symbols`):
-#: a node named ``dL/dz1`` would be taken for the gradient of ``z1``.
-RESERVED_PREFIXES = ("dL/d", "delta(")
+#: How the symbols of gradients (``dL/dz1``) and layer errors (``delta(1)``) are named
+#: (:mod:`derive.symbols`); node names may not start so, or ``dL/dz1`` would be taken for the
+#: gradient of ``z1``.
+GRAD_PREFIX = "dL/d"
+DELTA_PREFIX = "delta("
+RESERVED_PREFIXES = (GRAD_PREFIX, DELTA_PREFIX)
 
 
 def _check_names(g: nx.DiGraph) -> None:

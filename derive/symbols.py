@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import sympy as sp
 
+from .graph import DELTA_PREFIX, GRAD_PREFIX
 from .ops import BATCH
 
 __all__ = ["value_matrix", "value_base", "grad_matrix", "grad_base", "delta_matrix", "delta_base",
            "parse_name", "dims", "GRAD_PREFIX", "DELTA_PREFIX", "FREE", "DUMMY"]
 
-GRAD_PREFIX = "dL/d"
-DELTA_PREFIX = "delta("
 
 #: Free indices of index equations: batch row n, then feature i (parameters: i, j).
 FREE = sp.symbols("n i j", integer=True, nonnegative=True)
