@@ -203,7 +203,7 @@ class CompiledModel:
     def epoch_kernel(self, optimizer, backend: str | None = None):
         """The compiled ``train_epoch`` (:mod:`kernels.epoch`) for ``optimizer``'s structure.
 
-        Cached per :func:`kernels.epoch.optimizer_key` (class, equations' structure) and backend,
+        Cached per :func:`kernels.epoch_keys.optimizer_key` (class, equations' structure) and backend,
         never per hyperparameter value: optimizers differing only in ``lr`` share one function
         object. ``backend`` defaults to the model's."""
         backend = backend or self.backend
@@ -230,10 +230,10 @@ class CompiledModel:
 
     def _epoch_choice(self, parallel, serial, batch_size: int):
         """The epoch function for batches of ``batch_size`` rows: the ``parallel`` backend's
-        data-parallel form from :data:`kernels.epoch.CHUNK_MIN` of work (rows times the trained
+        data-parallel form from :data:`kernels.epoch_keys.CHUNK_MIN` of work (rows times the trained
         parameters plus the widest layer; with more than one Numba thread and BLAS threads under
         control), its ``prange`` form (a network that cannot be chunked) from
-        :data:`kernels.epoch.PARALLEL_MIN` elements (rows times the widest layer), else the
+        :data:`kernels.epoch_keys.PARALLEL_MIN` elements (rows times the widest layer), else the
         serial function. ``parallel()`` returns the parallel function (made on first need)."""
         if self.backend != "parallel":
             return serial
@@ -310,10 +310,10 @@ class CompiledModel:
         parameters are the last good ones). ``run.kernel`` is the serial Numba function,
         ``run.hyper`` the float64 hyperparameter vector (sorted names, ``run.hyper_names``).
 
-        Backend ``"parallel"``: from :data:`kernels.epoch.CHUNK_MIN` of work (``batch_size``
+        Backend ``"parallel"``: from :data:`kernels.epoch_keys.CHUNK_MIN` of work (``batch_size``
         times the trained parameters plus the widest layer) the data-parallel function runs,
         with BLAS limited to one thread for the call (or, for a network it cannot take, the
-        ``prange`` function from :data:`kernels.epoch.PARALLEL_MIN` elements); smaller batches
+        ``prange`` function from :data:`kernels.epoch_keys.PARALLEL_MIN` elements); smaller batches
         run the serial function, which was faster there on 2 cores (see :meth:`_epoch_choice`).
         """
         import numba

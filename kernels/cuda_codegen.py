@@ -502,7 +502,7 @@ def generate_optimizer(optimizer, dtype="float64", sizes=(1,)) -> str:
     one thread per element of the flat arrays (state slots in ``optimizer.state`` order); nothing
     when ``stop[0]`` is set. ``scalars(hyper, t)``: the per-step scalars (subexpressions of the
     hyperparameters and the step ``t`` alone, as in :mod:`kernels.epoch`) in the model's dtype,
-    ``hyper`` in :func:`kernels.epoch.hyper_names` order.
+    ``hyper`` in :func:`kernels.epoch_keys.hyper_names` order.
 
     >>> from kernels.optim import Adam
     >>> src = generate_optimizer(Adam(), sizes=(6, 3))
