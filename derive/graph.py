@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from .errors import GraphError
-from .ops import REQUIRED, check_function, get_op, row_loss
+from .ops import BATCH_NAME, REQUIRED, check_function, get_op, row_loss
 
 __all__ = ["validate", "GraphInfo", "parameters", "inputs", "targets", "loss_node", "penalties"]
 
@@ -75,6 +75,19 @@ def _check_names(g: nx.DiGraph) -> None:
             v.encode("utf-8")
         except UnicodeEncodeError:
             raise GraphError(f"node {v!r}: a node name must be valid Unicode text (it has a lone surrogate)") from None
+
+
+#: The name the printed equations give the objective (``∂L/∂z1``).
+OBJECTIVE = "L"
+
+
+def _check_symbol_names(g: nx.DiGraph, loss: str) -> None:
+    """A node other than the loss may not be named ``L`` (``∂L/∂L`` would read as 1), and no node
+    ``N`` (the batch size in every mean)."""
+    for v in g.nodes:
+        if v == BATCH_NAME or (v == OBJECTIVE and v != loss):
+            what = "the batch size" if v == BATCH_NAME else "the objective (only the loss node may be called so)"
+            raise GraphError(f"{_label(g, v)}: the name {v!r} is reserved for {what}")
 
 
 def _check_ops(g: nx.DiGraph) -> None:
@@ -215,8 +228,8 @@ def validate(g) -> GraphInfo:
 
     Checks, in order: node names, ops and their attributes, inputs of each op (argument names,
     number), cycles, exactly one loss, every node reaching the loss (parameters with no
-    consumer, unreachable nodes), formulas, shapes along the graph, and which kind of value
-    feeds which argument.
+    consumer, unreachable nodes), names the printed equations reserve, formulas, shapes along
+    the graph, and which kind of value feeds which argument.
     """
     if not isinstance(g, nx.DiGraph) or isinstance(g, nx.MultiDiGraph):
         raise GraphError(f"a network must be a networkx.DiGraph, got {type(g).__name__}")
@@ -227,6 +240,7 @@ def validate(g) -> GraphInfo:
     args = _collect_args(g)
     order = _check_acyclic(g)
     loss, penalties = _check_sinks(g)
+    _check_symbol_names(g, loss)
     _check_functions(g)
     shapes, batched = _infer_shapes(g, order, args)
     return GraphInfo(order, shapes, batched, loss, penalties, args)

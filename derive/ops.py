@@ -68,6 +68,8 @@ __all__ = [
 REQUIRED = "<required>"
 
 _SYMBOLS = ("X", "Y", "T", "W", "ALPHA", "BATCH")
+#: The batch size's symbol (no node may be called so, see :func:`derive.graph.validate`).
+BATCH_NAME = "N"
 
 
 def _make_symbols() -> dict:
@@ -80,7 +82,7 @@ def _make_symbols() -> dict:
         "T": sp.Symbol("t", real=True),     # an element of a target
         "W": sp.Symbol("w", real=True),     # an element of a parameter (penalties)
         "ALPHA": sp.Symbol("alpha", positive=True),
-        "BATCH": sp.Symbol("N", integer=True, positive=True),   # the batch size: symbolic everywhere
+        "BATCH": sp.Symbol(BATCH_NAME, integer=True, positive=True),   # the batch size: symbolic everywhere
     }
 
 

@@ -22,9 +22,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .build import ReportError, compile_pdf, figures_dir, find_tex, install_hint
+from derive.atomic import atomic_file
 
-__all__ = ["write", "ReportResult", "ReportError", "compile_pdf", "figures_dir", "find_tex"]
+from .build import ReportError, compile_pdf, figures_dir, find_tex, install_hint, report_paths
+
+__all__ = ["write", "ReportResult", "ReportError", "compile_pdf", "figures_dir", "find_tex", "report_paths"]
 
 
 @dataclass
@@ -41,13 +43,6 @@ class ReportResult:
     def path(self) -> Path:
         """The PDF when there is one, else the ``.tex``."""
         return self.pdf or self.tex
-
-
-def _paths(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if p.suffix.lower() not in (".tex", ".pdf"):
-        raise ReportError(f"{path}: a report path must end in .tex or .pdf")
-    return p.with_suffix(".tex")
 
 
 def _activation_groups(bp) -> list[tuple[list[str], object]]:
@@ -83,10 +78,9 @@ def write(net, path: str | os.PathLike, *, history=None, verification=None, opti
     from . import figures as F
     from . import latex as L
 
+    tex_path, pdf_path = report_paths(path)   # before any work: a bad name or a folder in the way
     if isinstance(net, (str, os.PathLike)):
         net = derive.load(net)
-    tex_path = _paths(path)
-    tex_path.parent.mkdir(parents=True, exist_ok=True)
     fig_dir = figures_dir(tex_path)
     for old in (*fig_dir.glob("activation-*.pdf"), fig_dir / "training.pdf", fig_dir / "decision.pdf"):
         old.unlink(missing_ok=True)  # only what a report writes: nothing stale survives a rewrite
@@ -118,7 +112,8 @@ def write(net, path: str | os.PathLike, *, history=None, verification=None, opti
         if history.epochs:
             rel = f"{fig_dir.name}/training.pdf"
             written.append(F.training_figure(history, tex_path.parent / rel))
-            parts.training_figures.append(L.Figure(rel, "Loss and accuracy per epoch.", r"0.9\textwidth"))
+            shown = "Loss and accuracy" if any("accuracy" in e for e in history.epochs) else "Loss"
+            parts.training_figures.append(L.Figure(rel, f"{shown} per epoch.", r"0.9\textwidth"))
     if data is not None and parameters is not None:
         labels = data.y
         rel = f"{fig_dir.name}/decision.pdf"
@@ -134,7 +129,8 @@ def write(net, path: str | os.PathLike, *, history=None, verification=None, opti
     if verification is not None:
         parts.verification = L.verification_section(verification)
 
-    tex_path.write_text(L.document(bp, parts), encoding="utf-8")
+    with atomic_file(tex_path, "w") as f:
+        f.write(L.document(bp, parts))
     result = ReportResult(tex=tex_path, figures=written)
     if pdf is False:
         result.message = f"wrote {tex_path} and {len(written)} figures (PDF not requested)"
@@ -144,6 +140,6 @@ def write(net, path: str | os.PathLike, *, history=None, verification=None, opti
             raise ReportError(install_hint(tex_path))
         result.message = install_hint(tex_path)
         return result
-    result.pdf = compile_pdf(tex_path)
+    result.pdf = compile_pdf(tex_path, target=pdf_path)
     result.message = f"wrote {result.pdf}"
     return result

@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from derive.atomic import atomic_file, check_writable
 from derive.errors import SymPropError
 
 __all__ = ["ReportError", "compile_pdf", "figures_dir", "find_tex", "summarize_log", "install_hint", "TEX_PACKAGES"]
@@ -93,17 +95,47 @@ def figures_dir(tex_path: str | os.PathLike) -> Path:
     r"""The folder of a report's figures: ``<stem>-figures`` next to its ``.tex``.
 
     One folder per report, so two reports written to one folder keep their own figures. Characters
-    of the stem outside ``[A-Za-z0-9_-]`` become ``_``: the name is safe inside ``\includegraphics``.
+    of the stem outside ``[A-Za-z0-9_-]`` become ``_``, so the name is safe inside
+    ``\includegraphics``, and such a stem also gets 8 hex digits of its hash, so ``a b`` and
+    ``a_b`` do not share a folder.
 
+    >>> figures_dir("out/report.tex").as_posix()
+    'out/report-figures'
     >>> figures_dir("out/my report.tex").as_posix()
-    'out/my_report-figures'
+    'out/my_report-9110ab62-figures'
     """
     tex_path = Path(tex_path)
-    return tex_path.parent / (re.sub(r"[^A-Za-z0-9_-]", "_", tex_path.stem) + "-figures")
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", tex_path.stem)
+    if safe != tex_path.stem:
+        safe += "-" + hashlib.sha256(tex_path.stem.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return tex_path.parent / (safe + "-figures")
 
 
-def compile_pdf(tex_path: str | os.PathLike, timeout: float = 120.0) -> Path | None:
-    """Compile ``tex_path`` to the PDF next to it; returns its path, or None when TeX is missing.
+def report_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(tex, pdf)`` of a report asked for as ``path`` (``NAME.tex`` or ``NAME.pdf``, in any case:
+    the name given is the one written); ValueError when it is not such a name, or when a folder
+    or file is in the way of the ``.tex``, the PDF or the figures (checked before any work).
+
+    >>> [p.as_posix() for p in report_paths("out/Net.PDF")]
+    ['out/Net.tex', 'out/Net.PDF']
+    """
+    p = Path(path)
+    if p.suffix.lower() not in (".tex", ".pdf") or not p.stem:
+        raise ValueError(f"{path}: a report path must be a file name ending in .tex or .pdf")
+    tex = p if p.suffix.lower() == ".tex" else p.with_suffix(".tex")
+    pdf = p if p.suffix.lower() == ".pdf" else p.with_suffix(".pdf")
+    for target in (tex, pdf):
+        check_writable(target)
+    figures = figures_dir(tex)
+    if figures.exists() and not figures.is_dir():
+        raise ValueError(f"{path}: {figures} (the report's figures folder) is a file")
+    return tex, pdf
+
+
+def compile_pdf(tex_path: str | os.PathLike, timeout: float = 120.0, target: str | os.PathLike | None = None
+                ) -> Path | None:
+    """Compile ``tex_path`` to the PDF next to it (or to ``target``); returns its path, or None
+    when TeX is missing.
 
     Raises :class:`ReportError` with the relevant log lines when compilation fails.
     """
@@ -140,6 +172,7 @@ def compile_pdf(tex_path: str | os.PathLike, timeout: float = 120.0) -> Path | N
         pdf = source.with_suffix(".pdf")
         if not pdf.exists():
             raise ReportError(f"LaTeX produced no PDF for {tex_path}:\n{summarize_log(log)}")
-        target = tex_path.with_suffix(".pdf")
-        shutil.copyfile(pdf, target)
+        target = Path(target) if target is not None else tex_path.with_suffix(".pdf")
+        with pdf.open("rb") as src, atomic_file(target) as dst:
+            shutil.copyfileobj(src, dst)
     return target

@@ -321,7 +321,9 @@ def training_text(history, data, optimizer) -> str:
     last = history.last
     parts = []
     if data is not None:
-        parts.append(rf"Data: {name(data.name)}, {int(data.n_samples)} rows of {int(data.n_features)} features"
+        features = int(data.n_features)
+        parts.append(rf"Data: {name(data.name)}, {int(data.n_samples)} rows of {features} "
+                     + ("feature" if features == 1 else "features")
                      + (rf", {int(data.n_classes)} classes." if getattr(data, "task", "") == "classification" else "."))
     opt = type(optimizer).__name__ if optimizer is not None else history.optimizer
     parts.append(rf"Optimizer {text(opt)}; {len(history.epochs)} epochs, {int(last.get('steps', 0))} steps.")

@@ -154,9 +154,21 @@ def _write_report(net, out, **kw) -> tuple[int, object]:
     return 0, result
 
 
+#: ``symprop report``'s training options, which apply only with ``--train``, and their defaults.
+REPORT_TRAINING = {"data": "moons", "samples": 512, "epochs": 100, "batch_size": 32, "optimizer": "adam",
+                   "lr": 0.01, "dtype": "float64"}
+
+
 def cmd_report(args) -> int:
-    if not args.output.lower().endswith((".tex", ".pdf")):
-        raise ValueError(f"{args.output}: a report path must end in .tex or .pdf")
+    from reports import report_paths
+
+    report_paths(args.output)   # a bad name or a folder in the way: refused before any work
+    given = [k for k in REPORT_TRAINING if getattr(args, k) is not None]
+    if given and not args.train:
+        raise ValueError(f"--{given[0].replace('_', '-')} applies only with --train")
+    for k, default in REPORT_TRAINING.items():
+        if getattr(args, k) is None:
+            setattr(args, k, default)
     net = _load(args.spec)
     kw: dict = {"title": args.title, "pdf": False if not args.pdf else None}
     status = 0
@@ -199,7 +211,11 @@ def cmd_demo(args) -> int:
     from kernels.training import train
     from kernels.verification import verify
 
+    from reports import report_paths
+
     began = time.perf_counter()
+    out = Path(args.out)
+    report_paths(out / "demo.pdf")   # a file where the folder should be: refused before any work
     d = DEMO
     net = derive.mlp(d["sizes"], activation=d["activation"], loss=d["loss"], name="demo")
     sizes = "-".join(map(str, d["sizes"]))
@@ -220,7 +236,6 @@ def cmd_demo(args) -> int:
     result = verify(net, model=model, batch=d["verify_batch"], seed=d["seed"])
     print(result.table())
     print("gradients verified" if result.ok else "MISMATCH: compiled gradients disagree with the references")
-    out = Path(args.out)
     code, written = _write_report(net, out / "demo.pdf", history=history, verification=result, optimizer=optimizer,
                                   data=data, model=model, title=f"symprop demo: a {sizes} {d['activation']} MLP on "
                                   f"{d['data']}", pdf=False if not args.pdf else None)
@@ -308,13 +323,13 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--title", help="the report's title (default: 'Backpropagation of <name>')")
     rp.add_argument("--no-pdf", dest="pdf", action="store_false", help="write the .tex and figures only")
     rp.add_argument("--train", action="store_true", help="train the compiled network, verify its gradients, report both")
-    rp.add_argument("--data", default="moons", help="with --train: a built-in data set or a .npz/.csv file")
-    rp.add_argument("--samples", type=_at_least(1), default=512)
-    rp.add_argument("--epochs", type=_at_least(0), default=100)
-    rp.add_argument("--batch-size", type=_at_least(1), default=32)
-    rp.add_argument("--optimizer", default="adam")
-    rp.add_argument("--lr", type=float, default=0.01)
-    rp.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    rp.add_argument("--data", help="with --train: a built-in data set or a .npz/.csv file (default moons)")
+    rp.add_argument("--samples", type=_at_least(1), help="with --train (default 512)")
+    rp.add_argument("--epochs", type=_at_least(0), help="with --train (default 100)")
+    rp.add_argument("--batch-size", type=_at_least(1), help="with --train (default 32)")
+    rp.add_argument("--optimizer", help="with --train (default adam)")
+    rp.add_argument("--lr", type=float, help="with --train (default 0.01)")
+    rp.add_argument("--dtype", choices=["float32", "float64"], help="with --train (default float64)")
     rp.add_argument("--seed", type=_at_least(0), default=0)
     rp.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     rp.set_defaults(func=cmd_report)

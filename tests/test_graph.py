@@ -403,6 +403,17 @@ def test_names_of_gradients_and_layer_errors_are_reserved(name):
     one_line_error(g, match=f"node {name!r}: names starting with 'dL/d' or 'delta(' are reserved")
 
 
+def test_names_of_the_objective_and_the_batch_size_are_reserved():
+    """Printed equations call the objective L and the batch size N: ∂L/∂L, or a node N beside
+    the mean's /N, would read wrongly."""
+    g = (derive.Builder().input("x", 2).dense(3, activation="tanh", name="L").dense(1)
+         .loss("mse", name="objective").g)
+    one_line_error(g, match="node 'L' (dense): the name 'L' is reserved for the objective")
+    g = nx.relabel_nodes(net(), {"x": "N"})
+    one_line_error(g, match="node 'N' (input): the name 'N' is reserved for the batch size")
+    assert derive.validate(derive.mlp([2, 3, 1])).loss == "L"      # the loss itself may be L
+
+
 def test_errors_are_value_errors():
     assert issubclass(derive.GraphError, ValueError)
     assert issubclass(derive.SpecError, derive.SymPropError)

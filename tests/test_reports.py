@@ -129,8 +129,8 @@ def test_reports_in_one_folder_keep_their_own_figures(tmp_path):
     tanh = reports.write(derive.mlp([2, 3, 1], activation="tanh"), tmp_path / "a.tex", pdf=False)
     relu = reports.write(derive.mlp([2, 3, 1], activation="relu"), tmp_path / "b b.tex", pdf=False)
     assert [p.relative_to(tmp_path).as_posix() for p in tanh.figures + relu.figures] == [
-        "a-figures/activation-1.pdf", "b_b-figures/activation-1.pdf"]
-    assert "{b_b-figures/activation-1.pdf}" in relu.tex.read_text()
+        "a-figures/activation-1.pdf", "b_b-32b857b3-figures/activation-1.pdf"]
+    assert "{b_b-32b857b3-figures/activation-1.pdf}" in relu.tex.read_text()
     assert tanh.figures[0].read_bytes() != relu.figures[0].read_bytes()
     # a rewrite without training leaves no stale training figure behind
     (tmp_path / "a-figures" / "training.pdf").write_bytes(b"stale")
@@ -243,6 +243,41 @@ def test_a_file_name_like_an_option_is_never_passed_to_latex(tmp_path):
     assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
 
 
+@pytest.mark.parametrize("setup,name,needle", [
+    (lambda d: (d / "r.pdf").mkdir(), "r.pdf", "r.pdf: is a folder, not a file"),
+    (lambda d: (d / "r.tex").mkdir(), "r.pdf", "r.tex: is a folder, not a file"),
+    (lambda d: (d / "r-figures").write_text(""), "r.pdf", "(the report's figures folder) is a file"),
+    (lambda d: (d / "afile").write_text(""), "afile/r.pdf", "afile is a file, not a folder"),
+    (lambda d: None, ".pdf", "a report path must be a file name ending in .tex or .pdf"),
+    (lambda d: None, "r.txt", "a report path must be a file name ending in .tex or .pdf"),
+])
+def test_a_bad_report_path_is_refused_before_any_work(tmp_path, setup, name, needle):
+    setup(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ValueError) as info:
+        reports.write(derive.mlp([2, 3, 1], activation="tanh"), tmp_path / name, pdf=False)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before          # nothing written, nothing removed
+
+
+def test_names_that_fold_alike_keep_their_own_figures(tmp_path):
+    """"a b" and "a_b" once shared a_b-figures/: the second report replaced the first's plots."""
+    first = reports.write(derive.mlp([2, 3, 1], activation="tanh"), tmp_path / "a_b.tex", pdf=False)
+    second = reports.write(derive.mlp([2, 3, 1], activation="relu"), tmp_path / "a b.tex", pdf=False)
+    assert {f.parent for f in first.figures}.isdisjoint({f.parent for f in second.figures})
+    assert all(f.exists() for f in first.figures + second.figures)
+    assert first.figures[0].parent.name in first.tex.read_text()
+    assert second.figures[0].parent.name in second.tex.read_text()
+
+
+def test_the_name_asked_for_is_the_name_written(tmp_path):
+    result = reports.write(derive.mlp([2, 3, 1], activation="tanh"), tmp_path / "T.TEX", pdf=False)
+    assert result.tex == tmp_path / "T.TEX" and result.tex.exists()
+    if HAVE_TEX:
+        result = reports.write(derive.mlp([2, 3, 1], activation="tanh"), tmp_path / "Net.PDF", pdf=True)
+        assert result.pdf == tmp_path / "Net.PDF" and result.pdf.read_bytes().startswith(b"%PDF")
+
+
 @needs_tex
 def test_tex_cannot_read_absolute_paths(tmp_path):
     tex = tmp_path / "read.tex"
@@ -271,11 +306,6 @@ def test_without_tex_the_tex_and_figures_are_written(tmp_path, monkeypatch):
     assert build.compile_pdf(result.tex) is None
     with pytest.raises(build.ReportError, match="install TeX Live"):
         reports.write(derive.load(EX / "mlp.toml"), tmp_path / "out" / "mlp.pdf", pdf=True)
-
-
-def test_bad_report_path(tmp_path):
-    with pytest.raises(reports.ReportError, match="must end in .tex or .pdf"):
-        reports.write(derive.mlp([2, 3, 1]), tmp_path / "report.docx")
 
 
 def test_import_is_light():
@@ -360,9 +390,18 @@ def test_cli_report_train_no_pdf(capsys, tmp_path):
 
 def test_cli_report_errors(capsys, tmp_path):
     code, _, err = run_cli(capsys, "report", str(EX / "mlp.toml"), "-o", str(tmp_path / "x.docx"))
-    assert code == 2 and len(err.splitlines()) == 1 and "must end in .tex or .pdf" in err
+    assert code == 2 and len(err.splitlines()) == 1 and "must be a file name ending in .tex or .pdf" in err
     code, _, err = run_cli(capsys, "report", str(EX / "bad.toml"), "-o", str(tmp_path / "x.pdf"))
     assert code == 2 and "node 'y'" in err
     code, _, err = run_cli(capsys, "report", str(EX / "mlp.toml"), "-o", str(tmp_path / "x.pdf"), "--train",
                            "--data", "sine")
     assert code == 2 and "features" in err
+    code, _, err = run_cli(capsys, "report", str(EX / "mlp.toml"), "-o", str(tmp_path / "x.pdf"), "--epochs", "3")
+    assert code == 2 and err.strip() == "symprop: error: --epochs applies only with --train"
+    (tmp_path / "busy.pdf").mkdir()
+    code, out, err = run_cli(capsys, "report", str(EX / "mlp.toml"), "-o", str(tmp_path / "busy.pdf"), "--train")
+    assert code == 2 and "busy.pdf: is a folder, not a file" in err and "training" not in out
+    (tmp_path / "demofile").write_text("")
+    code, out, err = run_cli(capsys, "demo", "--out", str(tmp_path / "demofile"))
+    assert code == 2 and "demofile is a file, not a folder" in err and out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy.pdf", "demofile"]
