@@ -178,9 +178,18 @@ class UnicodePrinter(_Names, StrPrinter):
                         else self.parenthesize(a, 60) for a in args)
 
     def _print_Pow(self, e, rational=False):
-        if e.exp.is_Integer and 1 < e.exp < 10:
-            return self.parenthesize(e.base, 60) + str(int(e.exp)).translate(_SUPER)
-        return super()._print_Pow(e, rational)
+        """Integer powers as superscripts (``a1²``, ``(|z1| + 1)⁻²``), square roots as ``√``
+        (``√(z1² + 1)⁻³`` for an exponent of -3/2), any other power with ``^`` (``2^z1``), never
+        Python's ``**``; ``x**-1`` stays ``1/x``."""
+        base = self.parenthesize(e.base, 60)
+        if e.exp.is_Integer and e.exp not in (1, -1):
+            return base + str(int(e.exp)).translate(_SUPER)
+        if e.exp.is_Rational and e.exp.q == 2:
+            root = "√" + (base if e.base.is_Atom else f"({self._print(e.base)})")
+            return root if e.exp.p == 1 else root + str(int(e.exp.p)).translate(_SUPER)
+        if e.exp == -1:
+            return super()._print_Pow(e, rational)
+        return f"{base}^{self.parenthesize(e.exp, 60)}"
 
     def _print_Mul(self, e):
         split = _hadamard_split(e) if self.elementwise else None
@@ -396,6 +405,8 @@ def latex_report(bp, notebook: bool = False) -> str:
     puts each section title in the block as text.
     """
     out = [] if notebook else [rf"% conventions: {latex_escape(CONVENTIONS)}"]
+    for w in bp.warnings:   # as pretty_report: what the reader must know before the equations
+        out.append(rf"\textbf{{Warning:}} {latex_escape(w)}" if notebook else rf"\paragraph{{Warning}} {latex_escape(w)}")
     for title, items in _report_items(bp):
         if not items:
             continue
@@ -409,4 +420,15 @@ def latex_report(bp, notebook: bool = False) -> str:
             rows.append(rf"{lhs} &= {rhs}{tag}")
         out.append(" \\\\\n".join(rows))
         out.append(r"\end{align*}")
+    totals = _total_gradients(bp)
+    if totals:   # a parameter used twice: its gradient is the sum of the VJPs above
+        title = "Gradients summed over consumers"
+        out += [] if notebook else [rf"\paragraph{{{latex_escape(title)}}}"]
+        rows = [rf"&\text{{{latex_escape(title)}}}"] if notebook else []
+        printer = SympropLatexPrinter()
+        for v, cs in totals.items():
+            lhs = printer.doprint(S.grad_matrix(v, (1, 1)))
+            terms = " + ".join(rf"[\text{{from }} {printer.doprint(S.value_matrix(c.consumer, (1, 1)))}]" for c in cs)
+            rows.append(rf"{lhs} &= {terms}")
+        out += [r"\begin{align*}", " \\\\\n".join(rows), r"\end{align*}"]
     return "\n".join(out) + "\n"

@@ -132,6 +132,24 @@ def test_gradients_summed_over_consumers_section():
     text = derive.backprop(g).pretty()
     assert "Gradients summed over consumers" in text
     assert "∂L/∂W = [from z2] + [from z1]" in text
+    tex = derive.backprop(g).latex()     # the LaTeX output says so too (it did not)
+    assert r"\paragraph{Gradients summed over consumers}" in tex
+    assert r"\frac{\partial L}{\partial W} &= [\text{from } z_{2}] + [\text{from } z_{1}]" in tex
+    assert tex.count(r"\begin{align*}") == tex.count(r"\end{align*}") == 4
+
+
+def test_warnings_are_in_the_latex_too():
+    b = derive.backprop(derive.mlp([2, 3, 1], activation="step"))
+    assert b.warnings and all(derive.printing.latex_escape(w) in b.latex() for w in b.warnings)
+
+
+def test_powers_print_as_superscripts_roots_and_carets_never_python():
+    """``(|z1| + 1)**(-2)`` mixed Python's ** with superscripts."""
+    for formula, printed in [("x/(1+abs(x))", "(|z1| + 1)⁻²"), ("x/sqrt(1+x**2)", "√(z1² + 1)⁻³"),
+                             ("2**x", "a1 = 2^z1"), ("x**(1/3)", "a1 = z1^(1/3)"), ("x**(-3)", "a1 = z1⁻³")]:
+        lines = derive.backprop(derive.mlp([2, 3, 1], activation=formula)).pretty().splitlines()
+        equations = "\n".join(line for line in lines if line.startswith("      "))   # not the formula as typed
+        assert printed in equations and "**" not in equations, (formula, equations)
 
 
 # --- ASCII -----------------------------------------------------------------------------------------
