@@ -408,6 +408,8 @@ def _check_constant_size(expr: sympy.Expr, node: ast.AST, ctx: _Context) -> None
     # the exponentials inside too: softplus(a) = log(1 + exp(a)) is no node of its own
     for constant in (expr, *expr.atoms(sympy.exp)):
         value = constant if constant.is_Rational else constant.evalf(15)
+        if value.is_number and value.is_real is False:   # sqrt(-1), log(-1), (-8)**(1/3)
+            raise ctx.error(f"constant {ctx.segment(node)} is not a real number ({value})")
         magnitude = abs(value)
         if magnitude.is_Number and magnitude != 0 and not _MIN_CONSTANT <= magnitude <= _MAX_CONSTANT:
             raise ctx.error(f"constant {ctx.segment(node)} is beyond the floating-point range")

@@ -72,12 +72,15 @@ class Softplus(sp.Function):
 
 
 def _exp_arguments(expr: sp.Expr) -> list[sp.Expr]:
-    """Arguments ``a`` of ``exp(a)`` that also appear in a ``1 + exp(±a)`` sum."""
+    """Arguments ``a`` of ``exp(a)`` that appear in a sum ``c + k·exp(±a)`` with positive numbers
+    ``c`` and ``k`` (``1 + exp(-a)``; ``2·exp(a) + 2``, the derivative of ``softplus(x)/2``)."""
     found = []
     for add in expr.atoms(sp.Add):
-        exps = [t for t in add.args if isinstance(t, sp.exp)]
-        if any(t == 1 for t in add.args):
-            for e in exps:
+        if not any(t.is_Number and t > 0 for t in add.args):
+            continue
+        for t in add.args:
+            k, e = t.as_coeff_Mul()
+            if isinstance(e, sp.exp) and k > 0:
                 a = e.args[0]
                 if a not in found and -a not in found:
                     found.append(a)

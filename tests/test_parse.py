@@ -319,6 +319,12 @@ def test_constants_must_be_in_float_range():
     assert parse_formula("5e-324*x", XS) == sympy.Rational("5e-324") * X
 
 
+@pytest.mark.parametrize("text", ["sqrt(-1)*x", "log(-1)*x", "(-8)**(1/3)*x", "x + asinh(2)*sqrt(-3)"])
+def test_constants_must_be_real(text):
+    """A complex constant passed validation, then failed Numba's typing with a long traceback."""
+    assert "is not a real number" in refused(text)
+
+
 def test_max_min_argument_limit_counts_nested_calls():
     eight = "max(x, 1, 2, 3, 4, 5, 6, 7)"
     assert parse_formula(eight, XS) == sympy.Max(X, 7)
