@@ -15,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+import numbers
 from typing import Iterable, Sequence
 
 import networkx as nx
@@ -25,6 +26,13 @@ from .ops import number_attribute
 __all__ = ["Builder", "mlp"]
 
 
+def _count(value, what: str) -> int:
+    """``value`` as a positive int (NumPy integers too; not bools, floats or text)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise GraphError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 class Builder:
     """A small fluent builder for layered networks; ``build()`` returns a validated DiGraph.
 
@@ -33,6 +41,8 @@ class Builder:
     """
 
     def __init__(self, name: str = "network"):
+        if not isinstance(name, str):
+            raise GraphError(f"a network's name must be text, got {name!r}")
         self.g = nx.DiGraph(name=name)
         self._last: str | None = None
         self._width: int | None = None
@@ -50,7 +60,10 @@ class Builder:
         return self._last
 
     def input(self, name: str = "x", size: int | Sequence[int] = 1) -> "Builder":
-        shape = [size] if isinstance(size, int) else list(size)
+        sizes = list(size) if isinstance(size, (list, tuple)) else [size]
+        if not sizes:
+            raise GraphError(f"input {name!r}: give its number of features")
+        shape = [_count(d, f"input {name!r}: a size") for d in sizes]
         self._last = self._add(name, op="input", shape=shape)
         self._width = shape[-1]
         return self
@@ -58,6 +71,9 @@ class Builder:
     def dense(self, units: int, activation: str | None = None, *, bias: bool = True,
               name: str | None = None, **activation_attrs) -> "Builder":
         x = self._need_last("dense")
+        units = _count(units, "dense: units")
+        if not isinstance(bias, bool):
+            raise GraphError(f"dense: bias must be True or False, got {bias!r}")
         self._layer += 1
         layer = self._layer
         z = self._add(name or f"z{layer}", op="dense")
@@ -98,7 +114,7 @@ class Builder:
         """Add a penalty node per parameter (default: every weight matrix ``W*``)."""
         if not isinstance(kind, str):
             raise GraphError(f"penalty: the kind must be a penalty's name such as 'l2', got {kind!r}")
-        params = list(on) if on is not None else [
+        params = [on] if isinstance(on, str) else list(on) if on is not None else [
             v for v, d in self.g.nodes(data=True) if d.get("op") == "parameter" and len(d["shape"]) == 2]
         for p in params:
             if p not in self.g:
@@ -111,7 +127,7 @@ class Builder:
         from .graph import validate
 
         validate(self.g)
-        return self.g
+        return self.g.copy()   # the builder's own graph stays its own: adding to it later changes no network
 
 
 def mlp(sizes: Sequence[int], activation="tanh", loss: str = "mse", *, output_activation=None,
@@ -127,8 +143,9 @@ def mlp(sizes: Sequence[int], activation="tanh", loss: str = "mse", *, output_ac
     >>> net.nodes["a2"]["function"]
     'sigmoid'
     """
-    if len(sizes) < 2 or not all(isinstance(s, int) and s > 0 for s in sizes):
-        raise GraphError(f"mlp sizes must be at least two positive integers, got {list(sizes)!r}")
+    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+        raise GraphError(f"mlp sizes must be a list of at least two positive integers, got {sizes!r}")
+    sizes = [_count(s, "mlp sizes: each") for s in sizes]
     if output_activation is None and loss == "bce":
         output_activation = "sigmoid"
     b = Builder(name).input("x", sizes[0])

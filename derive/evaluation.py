@@ -88,16 +88,59 @@ def _as_rows(value: np.ndarray) -> np.ndarray:
     return value
 
 
+def leaf_values(g: nx.DiGraph, info, values: Mapping[str, np.ndarray], needed=None) -> dict[str, np.ndarray]:
+    """The leaves' values as float64 arrays, checked: every input, target and parameter (of
+    ``needed``, default all) given, real, finite and of its shape (inputs and targets with one
+    number of rows first). ValueError naming the node otherwise.
+
+    >>> from derive.build import mlp
+    >>> from derive.graph import validate
+    >>> net = mlp([2, 1])
+    >>> leaf_values(net, validate(net), {"x": [[1, 2]], "t": [[0]], "W1": [[1, 1]]})
+    Traceback (most recent call last):
+    ...
+    ValueError: no value for parameter 'b1'
+    """
+    if not isinstance(values, Mapping):
+        raise TypeError(f"values must map node names to arrays, got {type(values).__name__}")
+    out, batch = {}, None
+    for v in info.order:
+        op = g.nodes[v]["op"]
+        if op not in ("input", "target", "parameter") or (needed is not None and v not in needed):
+            continue
+        if v not in values:
+            raise ValueError(f"no value for {op} {v!r}")
+        arr = np.asarray(values[v])
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"{op} {v!r} must hold real numbers, got dtype {arr.dtype}")
+        arr, want = arr.astype(np.float64), tuple(info.shapes[v])
+        if info.batched[v]:
+            if arr.ndim != 1 + len(want) or arr.shape[1:] != want or arr.shape[0] == 0:
+                raise ValueError(f"{op} {v!r} must have shape (batch, {', '.join(map(str, want))}), got {arr.shape}")
+            if batch is not None and arr.shape[0] != batch:
+                raise ValueError(f"{op} {v!r} has {arr.shape[0]} rows but the batch has {batch}")
+            batch = arr.shape[0]
+        elif arr.shape != want:
+            raise ValueError(f"{op} {v!r} must have shape {want}, got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{op} {v!r} holds NaN or Inf")
+        out[v] = arr
+    return out
+
+
 def forward_values(bp, values: Mapping[str, np.ndarray], until: str | None = None) -> dict[str, np.ndarray]:
-    """Every node's value: the leaves as given, the rest by the forward equations.
+    """Every node's value: the leaves as given (checked, see :func:`leaf_values`), the rest by
+    the forward equations.
 
     With ``until``, only that node and what it depends on are computed (predictions need
     neither targets nor the loss).
     """
-    env = {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
+    if not hasattr(bp, "info") or not hasattr(bp, "nodes"):
+        raise TypeError(f"expected a derivation (derive.backprop(net)), got {type(bp).__name__}")
+    needed = None if until is None else nx.ancestors(bp.graph, until) | {until}
+    env = leaf_values(bp.graph, bp.info, values, needed)
     first_input = next(v for v in bp.info.order if bp.graph.nodes[v]["op"] == "input")
     batch = env[first_input].shape[0]
-    needed = None if until is None else nx.ancestors(bp.graph, until) | {until}
     for v in bp.info.order:
         eq = bp.nodes[v].forward
         if eq is None or (needed is not None and v not in needed):

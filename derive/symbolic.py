@@ -20,6 +20,7 @@ Examples
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -28,6 +29,7 @@ import numpy as np
 import sympy as sp
 
 from .derivation import _Row
+from .evaluation import leaf_values
 from .graph import validate
 from .ops import MATRIX_FORWARD, ROW_FORWARD, T, X, Y, W, get_op, row_loss, scalar_function
 from .scalar import apply_conventions
@@ -115,6 +117,9 @@ class SymbolicGradients:
 def random_values(g: nx.DiGraph, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
     """Random float64 values for every leaf: inputs ~ N(0,1), parameters ~ N(0, 0.5²), targets
     shaped for the loss (one-hot rows for softmax cross-entropy, values in (0, 1) for bce)."""
+    for what, value in (("batch", batch), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (1 if what == "batch" else 0):
+            raise ValueError(f"{what} must be an integer >= {1 if what == 'batch' else 0}, got {value!r}")
     info = validate(g)
     rng = np.random.default_rng(seed)
     out = {}
@@ -149,8 +154,9 @@ def symbolic_gradients(g: nx.DiGraph, values: Mapping[str, np.ndarray], digits: 
     import mpmath
 
     info = validate(g)
+    values = leaf_values(g, info, values)
     first_input = next(v for v in info.order if g.nodes[v]["op"] == "input")
-    batch = int(np.asarray(values[first_input]).shape[0])
+    batch = int(values[first_input].shape[0])
     objective, leaves = symbolic_loss(g, batch)
     params = [v for v in info.order if g.nodes[v]["op"] == "parameter"]
     all_symbols = [s for v in leaves for s in leaves[v].ravel()]

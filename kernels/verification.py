@@ -55,6 +55,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -230,10 +231,21 @@ def _tolerances(dtype: str, tolerances) -> dict[str, tuple[float, float]]:
             key = _REFERENCE_KEY.get(key, key)
             if key not in tol:
                 raise ValueError(f"unknown reference {key!r} in tolerances (use 'symbolic' or 'finite-diff')")
-            tol[key] = (float(value[0]), float(value[1]))
+            tol[key] = _pair(value, f"tolerances[{key!r}]")
         return tol
-    rtol, atol = tolerances
-    return {k: (float(rtol), float(atol)) for k in tol}
+    pair = _pair(tolerances, "tolerances")
+    return {k: pair for k in tol}
+
+
+def _pair(value, what: str) -> tuple[float, float]:
+    """``(rtol, atol)``: two finite numbers >= 0 (a negative bound passed any gradient)."""
+    try:
+        rtol, atol = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a pair (rtol, atol) of numbers, got {value!r}") from None
+    if not (math.isfinite(rtol) and math.isfinite(atol) and rtol >= 0 and atol >= 0):
+        raise ValueError(f"{what} must be finite numbers >= 0, got {value!r}")
+    return rtol, atol
 
 
 def _compare(parameter: str, reference: str, compiled, expected, rtol: float, atol: float,

@@ -380,3 +380,37 @@ def test_only_parameter_paths_get_gradients():
     assert "x" not in bp.nodes["z1"].vjps
     assert set(bp.nodes["z1"].vjps) == {"W", "b"}
     assert "t" not in bp.nodes["L"].vjps
+
+
+# --- bad values for the evaluators ----------------------------------------------------------------
+
+@pytest.mark.parametrize("change,needle", [
+    (lambda d: d.pop("W1"), "no value for parameter 'W1'"),
+    (lambda d: d.update(W1=np.zeros((2, 2))), "parameter 'W1' must have shape (3, 2), got (2, 2)"),
+    (lambda d: d.update(t=np.zeros((2, 1))), "target 't' has 2 rows but the batch has 3"),
+    (lambda d: d.update(x=np.full((3, 2), np.nan)), "input 'x' holds NaN or Inf"),
+    (lambda d: d.update(x=np.array([["a", "b"]] * 3)), "input 'x' must hold real numbers"),
+])
+def test_evaluators_name_the_bad_value(change, needle):
+    """They raised KeyError, NumPy's matmul errors or an IndexError from lambdified code, or
+    returned NaN silently."""
+    net = derive.mlp([2, 3, 1])
+    values = derive.random_values(net, batch=3)
+    change(values)
+    for evaluate in (lambda: derive.evaluate(derive.backprop(net), values),
+                     lambda: derive.symbolic_gradients(net, values)):
+        with pytest.raises(ValueError) as info:
+            evaluate()
+        assert str(info.value).startswith(needle), str(info.value)
+
+
+def test_evaluate_needs_a_derivation_and_random_values_counts():
+    net = derive.mlp([2, 3, 1])
+    with pytest.raises(TypeError, match="expected a derivation"):
+        derive.evaluate(net, derive.random_values(net))
+    for kwargs, needle in [({"batch": 0}, "batch must be an integer >= 1, got 0"),
+                           ({"batch": True}, "batch must be an integer >= 1, got True"),
+                           ({"seed": -1}, "seed must be an integer >= 0, got -1")]:
+        with pytest.raises(ValueError, match=needle):
+            derive.random_values(net, **kwargs)
+

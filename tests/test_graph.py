@@ -425,3 +425,39 @@ def test_backprop_validates_first():
     g.nodes["W2"]["shape"] = [1, 4]
     with pytest.raises(derive.GraphError, match="'z2'"):
         derive.backprop(g)
+
+
+# --- the builder's arguments ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("build,needle", [
+    (lambda: derive.mlp(None), "mlp sizes must be a list of at least two positive integers, got None"),
+    (lambda: derive.mlp([2, True]), "mlp sizes: each must be a positive integer, got True"),
+    (lambda: derive.Builder().input("x", 2.5), "input 'x': a size must be a positive integer, got 2.5"),
+    (lambda: derive.Builder().input("x", []), "input 'x': give its number of features"),
+    (lambda: derive.Builder().input("x", 2).dense(2.5), "dense: units must be a positive integer, got 2.5"),
+    (lambda: derive.Builder().input("x", 2).dense("3"), "dense: units must be a positive integer, got '3'"),
+    (lambda: derive.Builder().input("x", 2).dense(1, bias="no"), "dense: bias must be True or False, got 'no'"),
+    (lambda: derive.mlp([2, 3, 1], name=None), "a network's name must be text, got None"),
+])
+def test_builder_refuses_arguments_it_used_to_bend(build, needle):
+    """Once silently truncated (2.5 units -> 2), counted (True -> 1) or kept ("no" bias), or a TypeError."""
+    with pytest.raises(derive.GraphError) as info:
+        build()
+    assert str(info.value) == needle
+
+
+def test_builder_takes_numpy_sizes_and_one_penalty_name():
+    import numpy as np
+
+    net = derive.mlp([np.int64(2), np.int32(3), 1])
+    assert net.nodes["W1"]["shape"] == [3, 2] and type(net.nodes["W1"]["shape"][0]) is int
+    g = derive.Builder().input("x", 2).dense(3).dense(1).loss().penalty(on="W1").build()
+    assert [v for v, op in g.nodes(data="op") if op == "penalty"] == ["l2_W1"]   # not 'W' and '1'
+
+
+def test_a_built_network_is_not_changed_by_later_builder_calls():
+    b = derive.Builder("n").input("x", 2).dense(1).loss()
+    net = b.build()
+    b.penalty()
+    assert "l2_W1" in b.g and "l2_W1" not in net
+    derive.validate(net)

@@ -114,6 +114,18 @@ def test_tolerances_are_keyed_by_dtype_and_can_be_overridden(compiled):
     assert loose.ok and {(r.rtol, r.atol) for r in loose.rows} == {(1e-3, 1e-3)}
 
 
+@pytest.mark.parametrize("tolerances,needle", [
+    ((-1.0, -1.0), "must be finite numbers >= 0, got (-1.0, -1.0)"),   # a negative bound passed any gradient
+    ((float("nan"), 0.0), "must be finite numbers >= 0"),
+    ("x", "must be a pair (rtol, atol) of numbers, got 'x'"),
+    ({"symbolic": (1e-3,)}, "tolerances['symbolic'] must be a pair"),
+])
+def test_bad_tolerances_are_refused(tolerances, needle):
+    with pytest.raises(ValueError) as info:
+        V._tolerances("float64", tolerances)
+    assert needle in str(info.value)
+
+
 # --- the checker must be able to fail ------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
