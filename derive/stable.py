@@ -88,6 +88,11 @@ def _exp_arguments(expr: sp.Expr) -> list[sp.Expr]:
 
 
 def _softplus(expr: sp.Expr) -> sp.Expr:
+    # log(1/(1 + exp(a))) = -log(1 + exp(a)): log(sigmoid(x)) overflowed at x = -1000
+    expr = expr.replace(lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sp.Pow)
+                        and e.args[0].exp == -1 and isinstance(e.args[0].base, sp.Add),
+                        lambda e: -sp.log(e.args[0].base))
+
     def is_softplus(e):
         if not isinstance(e, sp.log) or not isinstance(e.args[0], sp.Add):
             return False

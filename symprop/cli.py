@@ -355,6 +355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SymPropError, ValueError) as e:  # bad input: spec, formula, data file, option
         print(f"symprop: error: {e}", file=sys.stderr)
         return 2
+    except MemoryError:  # a network or data set too big for this machine (derive.mlp([2, 10**12, 1]))
+        print("symprop: error: out of memory: the network or data set is too large for this machine", file=sys.stderr)
+        return 1
     except OSError as e:  # a file the system refused (the writers name theirs as ValueErrors)
         print(f"symprop: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 2

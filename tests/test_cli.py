@@ -110,6 +110,14 @@ def test_text_for_a_number_in_a_spec_exits_2_without_running_it(capsys, tmp_path
     assert not marker.exists()
 
 
+def test_a_network_too_big_for_memory_is_one_line(capsys, tmp_path):
+    spec = tmp_path / "big.toml"
+    spec.write_text("input = 2\n[[layers]]\nunits = 1000000000000\n[[layers]]\nunits = 1\n")
+    code, out, err = run(capsys, "verify", str(spec))
+    assert code == 1 and err.strip() == ("symprop: error: out of memory: the network or data set is too large "
+                                         "for this machine")
+
+
 def test_malformed_spec(capsys, tmp_path):
     spec = tmp_path / "broken.toml"
     spec.write_text("name = \n")
