@@ -138,7 +138,7 @@ class Optimizer:
             text = f"{printer.doprint(lhs)} ← {printer.doprint(rhs)}"
             for k, v in _PRETTY.items():
                 text = text.replace(k, v)
-            lines.append(text.replace("sqrt", "√").replace("**t", "ᵗ").replace("*", "·"))
+            lines.append(text.replace("sqrt", "√").replace("^t", "ᵗ").replace("*", "·"))
         return "\n".join(lines)
 
     def latex(self) -> str:
