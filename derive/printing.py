@@ -395,7 +395,7 @@ def _to_ascii(text: str) -> str:
                             text)
     for k, v in _ASCII.items():
         text = text.replace(k, v)
-    return text
+    return text.encode("ascii", "backslashreplace").decode("ascii")   # a name's own letters: α -> \u03b1
 
 
 def latex_report(bp, notebook: bool = False) -> str:

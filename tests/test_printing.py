@@ -160,6 +160,12 @@ def test_ascii_is_pure_ascii(kind):
     assert text.isascii(), sorted({c for c in text if not c.isascii()})
 
 
+def test_ascii_is_ascii_with_unicode_node_names():
+    net = nx.relabel_nodes(derive.mlp([2, 3, 1], activation="tanh"), {"a1": "αctivé", "z2": "größe"})
+    text = derive.backprop(net).pretty(unicode=False)
+    assert text.isascii() and "\\u03b1ctiv\\xe9" in text
+
+
 def test_ascii_content():
     text = bp("tanh").pretty(unicode=False)
     assert "dL/dW1 = delta^(1)^T*x" in text
