@@ -203,14 +203,12 @@ DEMO = {"sizes": [2, 8, 8, 1], "activation": "tanh", "loss": "bce_logits", "data
 
 def cmd_demo(args) -> int:
     import time
-    from pathlib import Path
 
     import derive
     import kernels
     from kernels.data import make
     from kernels.training import train
     from kernels.verification import verify
-
     from reports import report_paths
 
     began = time.perf_counter()
