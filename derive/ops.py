@@ -155,6 +155,10 @@ class BuiltinTable(MutableMapping):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({list(self._entries)})"
 
+    def is_builtin(self, name) -> bool:
+        """Whether ``name`` holds its built-in value (not a program's own entry)."""
+        return name in self and self._entries[name] is _BUILTIN
+
     def describe(self, describe_value: Callable[[Any], str]) -> list[str]:
         """``"name: built-in"`` for an entry holding its built-in value, else ``"name: "`` and
         ``describe_value(value)``, in the table's order."""
@@ -163,6 +167,10 @@ class BuiltinTable(MutableMapping):
 
 
 # --- activations: f(x) -------------------------------------------------------------------------
+#: The built-in activations that take attributes, with their defaults (known without SymPy).
+_ACTIVATION_ATTRS = {"leaky_relu": {"alpha": 0.01}, "elu": {"alpha": 1.0}}
+
+
 def _activations() -> dict:
     """Built-in activations, name -> (forward expression in x, {attribute: default}).
 
@@ -175,8 +183,8 @@ def _activations() -> dict:
         "identity": (X, {}),
         "step": (sp.Heaviside(X, 0), {}),
         "relu": (sp.Max(0, X), {}),
-        "leaky_relu": (sp.Piecewise((X, X > 0), (ALPHA * X, True)), {"alpha": 0.01}),
-        "elu": (sp.Piecewise((X, X > 0), (ALPHA * (sp.exp(X) - 1), True)), {"alpha": 1.0}),
+        "leaky_relu": (sp.Piecewise((X, X > 0), (ALPHA * X, True)), dict(_ACTIVATION_ATTRS["leaky_relu"])),
+        "elu": (sp.Piecewise((X, X > 0), (ALPHA * (sp.exp(X) - 1), True)), dict(_ACTIVATION_ATTRS["elu"])),
         "sigmoid": (1 / (1 + sp.exp(-X)), {}),
         "tanh": (sp.tanh(X), {}),
         "softplus": (sp.log(1 + sp.exp(X)), {}),
@@ -297,6 +305,15 @@ def _is_expression(value) -> bool:
 def _check_numbers(op: str, attrs: Mapping[str, Any]) -> None:
     if op == "activation" and attrs.get("alpha") is not None:
         number_attribute(attrs["alpha"], "alpha")
+        fn = attrs.get("function")
+        if isinstance(fn, str) and fn in ACTIVATIONS:
+            takes = _ACTIVATION_ATTRS.get(fn, {}) if ACTIVATIONS.is_builtin(fn) else ACTIVATIONS[fn][1]
+        else:
+            takes = {}
+        if "alpha" not in takes:   # it was ignored
+            users = ", ".join(name for name in ACTIVATIONS if name in _ACTIVATION_ATTRS
+                              or (not ACTIVATIONS.is_builtin(name) and "alpha" in ACTIVATIONS[name][1]))
+            raise GraphError(f"'alpha' does not apply to activation {fn!r} (only to: {users})")
     if op == "penalty":
         number_attribute(attrs.get("weight", 1e-4), "weight", at_least=0)
 

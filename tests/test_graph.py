@@ -461,3 +461,13 @@ def test_a_built_network_is_not_changed_by_later_builder_calls():
     b.penalty()
     assert "l2_W1" in b.g and "l2_W1" not in net
     derive.validate(net)
+
+
+@pytest.mark.parametrize("function", ["tanh", "x*tanh(x)"])
+def test_alpha_for_an_activation_without_one_is_refused(function):
+    """It was silently ignored."""
+    g = derive.Builder().input("x", 2).dense(3, activation=function, alpha=0.1).dense(1).loss().g
+    one_line_error(g, match=f"node 'a1' (activation): 'alpha' does not apply to activation {function!r} "
+                            "(only to: leaky_relu, elu)")
+    g = derive.Builder().input("x", 2).dense(3, activation="elu", alpha=0.5).dense(1).loss().g
+    derive.validate(g)
