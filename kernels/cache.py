@@ -30,6 +30,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -89,12 +90,24 @@ def _content_ok(path: Path, source: str) -> bool:
 
 
 def write_source(source: str) -> Path:
-    """The cache file for ``source``, written atomically if it is missing or wrong; never rewritten otherwise."""
+    """The cache file for ``source``, written atomically if it is missing or wrong; never rewritten
+    otherwise. A cache that cannot be written is a ValueError naming it and ``$SYMPROP_CACHE``."""
     path = source_path(source)
-    if path.exists() and _content_ok(path, source):
+    if path.is_file() and _content_ok(path, source):
         return path
+    try:
+        _write_source(path, source)
+    except OSError as e:
+        raise ValueError(f"the kernel cache {cache_dir()} cannot be written ({e.strerror or e}): "
+                         "set SYMPROP_CACHE to a folder you can write") from None
+    return path
+
+
+def _write_source(path: Path, source: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():  # corrupt (truncated, edited): replace it
+    if path.is_dir():   # a folder in the way
+        shutil.rmtree(path)
+    elif path.exists():  # corrupt (truncated, edited): replace it
         _unlink(path)
     with _temporary_copy(path, source) as tmp:
         os.chmod(tmp, 0o644)
@@ -105,7 +118,6 @@ def write_source(source: str) -> Path:
         except OSError:  # file systems without hard links
             if not path.exists():
                 os.replace(tmp, path)
-    return path
 
 
 @contextmanager
@@ -159,8 +171,51 @@ def load(source: str) -> ModuleType:
             _unlink(path)
             path = write_source(source)
             module = _import(path)
+        for value in vars(module).values():
+            _heal_numba_cache(value)
         _LOADED[key] = module
         return module
+
+
+def _heal_numba_cache(dispatcher) -> None:
+    """Make a corrupt Numba cache entry of ``dispatcher`` (a truncated or garbled index or data
+    file, a folder in its place) a miss: Numba compiles again and overwrites it; a kernel that
+    cannot be saved still runs. Numba itself raised UnpicklingError, EOFError, AttributeError or
+    IsADirectoryError on every later call."""
+    cache = getattr(dispatcher, "_cache", None)
+    if cache is None or not hasattr(cache, "load_overload") or getattr(cache, "_symprop_healing", False):
+        return
+    load, save = cache.load_overload, cache.save_overload
+
+    def load_overload(sig, target_context):
+        try:
+            return load(sig, target_context)
+        except Exception:
+            _remove_numba_files(cache)
+            return None
+
+    def save_overload(sig, data):
+        for attempt in range(2):
+            try:
+                return save(sig, data)
+            except Exception:   # (Numba reads a folder in place of a data file as a miss)
+                if attempt == 0:
+                    _remove_numba_files(cache)
+
+    cache.load_overload, cache.save_overload, cache._symprop_healing = load_overload, save_overload, True
+
+
+def _remove_numba_files(cache) -> None:
+    """Delete a dispatcher's Numba index and data files (whatever they hold)."""
+    base = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+    if base is None:
+        return
+    stem = os.path.basename(base)[: -len(".nbi")]
+    folder = os.path.dirname(base)
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        if name == stem + ".nbi" or (name.startswith(stem + ".") and name.endswith(".nbc")):
+            target = os.path.join(folder, name)
+            shutil.rmtree(target, ignore_errors=True) if os.path.isdir(target) else _unlink(Path(target))
 
 
 def _index_path(name: str) -> Path:
@@ -174,9 +229,14 @@ def remember(name: str, source: str, **meta) -> None:
     JSON-native ``meta`` (returned by :func:`recall`). Written atomically; replaces any entry."""
     path = _index_path(name)
     entry = json.dumps({"source": cache_key(source), "meta": meta}, sort_keys=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _temporary_copy(path, entry) as tmp:
-        os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():   # a folder in the way
+            shutil.rmtree(path)
+        with _temporary_copy(path, entry) as tmp:
+            os.replace(tmp, path)
+    except OSError:   # the index only saves a later process the derivation: train on without it
+        pass
 
 
 def recall(name: str) -> tuple[str, dict] | None:

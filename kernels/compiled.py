@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 from contextlib import nullcontext
@@ -48,7 +49,8 @@ class CompiledModel:
     Attributes
     ----------
     net, info:
-        The network and its :class:`derive.GraphInfo` (order, shapes, arguments).
+        The network as it was compiled (a copy: editing the graph given to :func:`compile`
+        afterwards changes nothing here) and its :class:`derive.GraphInfo`.
     backprop:
         Its derivation (:func:`derive.backprop`), made on first use when :func:`compile` found the
         generated code by the network's fingerprint (a warm process needs no derivation to train).
@@ -66,7 +68,9 @@ class CompiledModel:
 
     def __init__(self, net, source: str, path: Path, kernel, bp, sig: Signature, dtype: str, backend: str,
                  seed: int = 0, *, info: derive.GraphInfo | None = None, warnings: list[str] | None = None):
-        self.net = net
+        # the network as compiled: a later edit of the caller's graph must not reach the lazy
+        # derivation or the cache names of the epoch functions (tanh code was filed as relu's)
+        self.net = copy.deepcopy(net)
         self._backprop = bp
         self.info = bp.info if bp is not None else info if info is not None else derive.validate(net)
         self.warnings = list(bp.warnings if bp is not None else warnings or [])

@@ -234,6 +234,86 @@ def test_corrupt_cache_file_is_rewritten(kernel_cache):
     assert cache.load(src) is module and os.stat(path).st_mtime_ns == stat.st_mtime_ns
 
 
+HEAL = """
+import numpy as np, derive, kernels
+m = kernels.compile(derive.mlp([2, 3, 1], activation="tanh"))
+X = np.arange(6.0).reshape(3, 2) / 7
+loss, grads = m.loss_and_grads(X, np.ones((3, 1)))
+print(f"{loss:.15f} {grads['W1'][0, 0]:.15f}", len(m.kernel.stats.cache_hits))
+"""
+
+
+@pytest.mark.parametrize("damage", ["truncated index", "garbled data", "empty data", "folder for data"])
+def test_a_corrupt_numba_cache_file_is_compiled_over(tmp_path, damage):
+    """Numba raised UnpicklingError, EOFError, AttributeError or IsADirectoryError from such a file,
+    in every later process; now the kernel compiles again and its cache entry is rewritten."""
+    env = {**os.environ, "SYMPROP_CACHE": str(tmp_path)}
+    once = lambda: subprocess.run([sys.executable, "-c", HEAL], env=env, capture_output=True, text=True)  # noqa: E731
+    first = once()
+    assert first.returncode == 0, first.stderr[-2000:]
+    index = next((tmp_path / "__pycache__").glob("*loss_and_grads*.nbi"))
+    data = next((tmp_path / "__pycache__").glob("*loss_and_grads*.nbc"))
+    if damage == "truncated index":
+        index.write_bytes(index.read_bytes()[:30])
+    elif damage == "garbled data":
+        data.write_bytes(b"garbage" * 10)
+    elif damage == "empty data":
+        data.write_bytes(b"")
+    else:
+        data.unlink()
+        data.mkdir()
+    healed, again = once(), once()
+    assert healed.returncode == 0 and again.returncode == 0, (healed.stderr + again.stderr)[-2000:]
+    values = [p.stdout.split() for p in (first, healed, again)]
+    assert values[0][:2] == values[1][:2] == values[2][:2]
+    assert values[1][2] == "0" and values[2][2] == "1"       # compiled over, then loaded again
+
+
+def test_a_cache_that_cannot_be_written_is_named(monkeypatch, tmp_path):
+    import kernels
+    from kernels import cache
+
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path / "afile"))
+    cache.clear_memory()
+    with pytest.raises(ValueError) as info:
+        kernels.compile(derive.mlp([2, 5, 1], activation="softsign"))
+    assert str(info.value).startswith(f"the kernel cache {tmp_path / 'afile'} cannot be written")
+    assert "set SYMPROP_CACHE" in str(info.value)
+
+
+def test_a_folder_in_place_of_an_index_entry_does_not_stop_compiling(monkeypatch, tmp_path):
+    """The index only saves a later process the derivation; writing it failed the compile."""
+    import kernels
+    from kernels import cache, compiled
+
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
+    net = derive.mlp([2, 5, 1], activation="softsign")
+    name = compiled._generated_name(net, "loss_and_grads", "float64")
+    (tmp_path / "derived" / f"{name}.json").mkdir(parents=True)
+    model = kernels.compile(net)
+    assert np.isfinite(model.loss_and_grads(np.zeros((2, 2)), np.zeros((2, 1)))[0])
+    assert cache.recall(name) is not None          # and the entry was written over the folder
+
+
+def test_a_network_edited_after_compile_does_not_change_the_model():
+    """The epoch function's cache name came from the edited graph but its code from the compiled
+    one: tanh code was filed under the relu network's name and handed to later relu models."""
+    import kernels
+    from kernels.optim import SGD
+
+    X, T = np.linspace(-1, 1, 16).reshape(8, 2), np.full((8, 1), 0.3)
+    net = derive.mlp([2, 4, 1], activation="tanh")
+    model = kernels.compile(net)
+    net.nodes["a1"]["function"] = "relu"
+    assert model.net.nodes["a1"]["function"] == "tanh"
+    model.epoch_function(SGD(lr=0.1))(X, T, np.arange(8), 8, model.init_state(SGD(lr=0.1)), 0)
+    relu = kernels.compile(derive.mlp([2, 4, 1], activation="relu"))
+    losses, _ = relu.epoch_function(SGD(lr=0.1))(X, T, np.arange(8), 8, relu.init_state(SGD(lr=0.1)), 0)
+    reference, _ = derive.evaluate(relu.backprop, {"x": X, "t": T, **relu.init(0)})
+    assert losses[0] == pytest.approx(reference, rel=1e-12)
+
+
 def _no_derivation(monkeypatch):
     """Make ``derive.backprop`` fail loudly: a compile that still derives is caught."""
     def refuse(net):
