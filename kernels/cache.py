@@ -167,8 +167,12 @@ def load(source: str) -> ModuleType:
         try:
             module = _import(path)
         except Exception:
-            # a corrupt file (or a stale byte-code cache next to it): delete, rewrite, import once more
+            # a corrupt file, or a corrupt Numba cache entry of a function compiled on import (those
+            # with explicit signatures): delete them, rewrite, import once more
             _unlink(path)
+            folder = path.parent / "__pycache__"
+            for stale in folder.glob(f"{path.stem}.*.nb[ic]") if folder.is_dir() else ():
+                shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else _unlink(stale)
             path = write_source(source)
             module = _import(path)
         for value in vars(module).values():

@@ -265,11 +265,7 @@ def test_module_doctest_examples_run():
     assert doctest.testmod(sys.modules["kernels.chunks"]).failed == 0
 
 
-def test_second_process_loads_the_data_parallel_epoch_from_numbas_cache(tmp_path):
-    """train_epoch takes its prange bodies as function pointers, typed by their signatures, not
-    by object: a new process loads it and them from Numba's cache without compiling, and finds
-    the generated code by fingerprint without importing SymPy (no derivation, no generation)."""
-    code = """
+_SECOND_PROCESS = """
 import sys
 import numpy as np, derive, kernels, kernels.epoch_keys
 net = derive.mlp([3, 6, 5, 4], activation="relu", loss="softmax_cross_entropy")
@@ -285,6 +281,13 @@ functions = [fn, *(p.dispatcher for p in fn.pointers)]
 print(len(fn.pointers), done, sum(len(f.stats.cache_misses) for f in functions),
       sum(len(f.stats.cache_hits) for f in functions), "sympy" in sys.modules, *losses)
 """
+
+
+def test_second_process_loads_the_data_parallel_epoch_from_numbas_cache(tmp_path):
+    """train_epoch takes its prange bodies as function pointers, typed by their signatures, not
+    by object: a new process loads it and them from Numba's cache without compiling, and finds
+    the generated code by fingerprint without importing SymPy (no derivation, no generation)."""
+    code = _SECOND_PROCESS
     env = {**os.environ, "SYMPROP_CACHE": str(tmp_path)}
     outs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True) for _ in range(2)]
     assert [o.returncode for o in outs] == [0, 0], outs[-1].stderr[-2000:]
@@ -292,6 +295,21 @@ print(len(fn.pointers), done, sum(len(f.stats.cache_misses) for f in functions),
     assert cold[:5] == ["2", "2", "3", "0", "True"]     # two pointers; three functions compiled
     assert warm[:5] == ["2", "2", "0", "3", "False"]    # ... loaded from the cache, SymPy never imported
     assert cold[5:] == warm[5:]                         # the same losses
+
+
+def test_a_corrupt_cache_entry_of_a_pointer_function_is_rebuilt(tmp_path):
+    """The prange bodies compile on import (explicit signatures), so a corrupt Numba cache entry
+    of one failed the import itself, in every process; now the module's entries are rebuilt."""
+    code = _SECOND_PROCESS.split("functions = ")[0] + "print(*losses)\n"
+    env = {**os.environ, "SYMPROP_CACHE": str(tmp_path)}
+    run = lambda: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)  # noqa: E731
+    first = run()
+    assert first.returncode == 0, first.stderr[-2000:]
+    index = next((tmp_path / "__pycache__").glob("*._chunk_pass-*.nbi"))
+    index.write_bytes(index.read_bytes()[:30])
+    healed = run()
+    assert healed.returncode == 0, healed.stderr[-2000:]
+    assert healed.stdout == first.stdout
 
 
 @pytest.mark.parametrize("key", sorted(NETS))
