@@ -59,6 +59,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
+import networkx as nx
 import numpy as np
 
 __all__ = ["verify", "assert_gradients", "VerifyResult", "Row", "TOLERANCES", "SYMBOLIC_LIMIT",
@@ -375,8 +376,8 @@ def verify(net=None, backend: str = "cpu", dtype="float64", batch: int = 3, seed
     if _is_model(net):
         model, net = net, None
     if model is not None:
-        if net is not None and net is not model.net:
-            raise ValueError("give either a network or a compiled model (or the model's own network)")
+        if net is not None and net is not model.net and not nx.utils.graphs_equal(net, model.net):
+            raise ValueError("give either a network or a compiled model (or the network it was compiled from)")
         net = model.net
         dtype_name = np.dtype(model.dtype).name
         backend = getattr(model, "backend", backend)

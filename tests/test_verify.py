@@ -82,6 +82,17 @@ def test_model_passed_positionally(compiled):
     assert {(r.rtol, r.atol) for r in result32.rows} == {V.TOLERANCES["float32"]["finite-diff"]}
 
 
+def test_a_model_with_the_network_it_was_compiled_from(compiled):
+    """A model keeps a copy of its network: the caller's graph is accepted when equal, and a
+    different one is refused."""
+    model = compiled("l2")
+    same = NETS["l2"]()
+    assert same is not model.net and V.verify(same, model=model, symbolic=False).ok
+    other = NETS["tanh_mse"]()
+    with pytest.raises(ValueError, match="or the network it was compiled from"):
+        V.verify(other, model=model)
+
+
 def test_table_names_every_parameter(compiled):
     model = compiled("l2")
     result = _check(compiled, "l2")
