@@ -46,6 +46,7 @@ x/(1 + exp(-x))
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import sys
@@ -72,7 +73,8 @@ _SYMBOLS = ("X", "Y", "T", "W", "ALPHA", "BATCH")
 BATCH_NAME = "N"
 
 
-def _make_symbols() -> dict:
+@functools.cache
+def _symbols() -> dict:
     """The scalar symbols the elementwise definitions are written in (made on first use)."""
     import sympy as sp
 
@@ -90,8 +92,7 @@ def __getattr__(name: str):
     """``X``, ``Y``, ``T``, ``W``, ``ALPHA`` and ``BATCH``: SymPy symbols, made (and SymPy
     imported) on first use, see :class:`BuiltinTable`."""
     if name in _SYMBOLS:
-        globals().update(_make_symbols())
-        return globals()[name]
+        return _symbols()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -178,7 +179,7 @@ def _activations() -> dict:
     derivative is taken as 0 everywhere (it is 0 almost everywhere), |x|'(0) = sign(0) = 0."""
     import sympy as sp
 
-    X, ALPHA = _symbol("X"), _symbol("ALPHA")
+    X, ALPHA = _symbols()["X"], _symbols()["ALPHA"]
     return {
         "identity": (X, {}),
         "step": (sp.Heaviside(X, 0), {}),
@@ -195,10 +196,6 @@ def _activations() -> dict:
     }
 
 
-def _symbol(name: str):
-    return globals()[name] if name in globals() else __getattr__(name)
-
-
 #: name -> (forward expression in x, {attribute: default}), see :func:`_activations`.
 ACTIVATIONS = BuiltinTable(("identity", "step", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus",
                             "silu", "swish", "gelu", "softsign"), _activations)
@@ -209,7 +206,7 @@ def _elementwise_losses() -> dict:
     """Elementwise loss terms l(y, t); the loss is their mean over every element of the batch."""
     import sympy as sp
 
-    Y, T = _symbol("Y"), _symbol("T")
+    Y, T = _symbols()["Y"], _symbols()["T"]
     return {
         "mse": (Y - T) ** 2,
         "mae": sp.Abs(Y - T),
@@ -243,7 +240,7 @@ def _penalties() -> dict:
     """Penalties phi(w); the penalty term is weight * sum(phi(w)) over the parameter's elements."""
     import sympy as sp
 
-    W = _symbol("W")
+    W = _symbols()["W"]
     return {"l1": sp.Abs(W), "l2": W ** 2 / 2}
 
 
@@ -367,9 +364,9 @@ def scalar_function(op: str, attrs: Mapping[str, Any]) -> sp.Expr:
             if "alpha" not in values:
                 return expr
             alpha = sp.nsimplify(number_attribute(values["alpha"], "alpha"), rational=True)
-            return expr.subs({_symbol("ALPHA"): alpha})
+            return expr.subs({_symbols()["ALPHA"]: alpha})
         if isinstance(fn, str) and is_formula(fn):
-            return _user_formula(fn, {"x": _symbol("X")}, "activation")
+            return _user_formula(fn, {"x": _symbols()["X"]}, "activation")
         raise GraphError(f"unknown activation {fn!r} (built-in: {', '.join(sorted(ACTIVATIONS))}; "
                          "or give a formula in x such as 'x*sigmoid(x)')")
     if op == "loss":
@@ -378,7 +375,7 @@ def scalar_function(op: str, attrs: Mapping[str, Any]) -> sp.Expr:
         if fn in ELEMENTWISE_LOSSES:
             return ELEMENTWISE_LOSSES[fn]
         if isinstance(fn, str) and is_formula(fn):
-            return _user_formula(fn, {"y": _symbol("Y"), "t": _symbol("T")}, "loss")
+            return _user_formula(fn, {"y": _symbols()["Y"], "t": _symbols()["T"]}, "loss")
         raise GraphError(f"unknown loss {fn!r} (built-in: {', '.join(sorted(loss_names()))}; "
                          "or give an elementwise formula in y and t such as '(y-t)**2')")
     if op == "penalty":

@@ -25,7 +25,9 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import glob
 import hashlib
 import importlib.util
 import json
@@ -34,7 +36,6 @@ import shutil
 import sys
 import tempfile
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -120,7 +121,7 @@ def _write_source(path: Path, source: str) -> None:
                 os.replace(tmp, path)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _temporary_copy(path: Path, text: str):
     """A temporary file holding ``text`` in ``path``'s folder (so it can be linked or renamed onto
     ``path`` atomically), removed on leaving the block if it is still there."""
@@ -170,9 +171,7 @@ def load(source: str) -> ModuleType:
             # a corrupt file, or a corrupt Numba cache entry of a function compiled on import (those
             # with explicit signatures): delete them, rewrite, import once more
             _unlink(path)
-            folder = path.parent / "__pycache__"
-            for stale in folder.glob(f"{path.stem}.*.nb[ic]") if folder.is_dir() else ():
-                shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else _unlink(stale)
+            _remove_numba_files(path.parent / "__pycache__", path.stem)
             path = write_source(source)
             module = _import(path)
         for value in vars(module).values():
@@ -191,35 +190,36 @@ def _heal_numba_cache(dispatcher) -> None:
         return
     load, save = cache.load_overload, cache.save_overload
 
+    index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+
+    def remove():
+        if index is not None:   # <function's stem>.nbi and <function's stem>.<n>.nbc
+            _remove_numba_files(Path(index).parent, Path(index).stem)
+
     def load_overload(sig, target_context):
         try:
             return load(sig, target_context)
         except Exception:
-            _remove_numba_files(cache)
+            remove()
             return None
 
     def save_overload(sig, data):
-        for attempt in range(2):
-            try:
-                return save(sig, data)
-            except Exception:   # (Numba reads a folder in place of a data file as a miss)
-                if attempt == 0:
-                    _remove_numba_files(cache)
+        try:
+            save(sig, data)
+        except Exception:   # (Numba reads a folder in place of a data file as a miss)
+            remove()
+            with contextlib.suppress(Exception):
+                save(sig, data)
 
     cache.load_overload, cache.save_overload, cache._symprop_healing = load_overload, save_overload, True
 
 
-def _remove_numba_files(cache) -> None:
-    """Delete a dispatcher's Numba index and data files (whatever they hold)."""
-    base = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
-    if base is None:
-        return
-    stem = os.path.basename(base)[: -len(".nbi")]
-    folder = os.path.dirname(base)
-    for name in os.listdir(folder) if os.path.isdir(folder) else ():
-        if name == stem + ".nbi" or (name.startswith(stem + ".") and name.endswith(".nbc")):
-            target = os.path.join(folder, name)
-            shutil.rmtree(target, ignore_errors=True) if os.path.isdir(target) else _unlink(Path(target))
+def _remove_numba_files(folder: Path, stem: str) -> None:
+    """Delete Numba's index and data files ``<stem>.….nbi``/``.nbc`` in ``folder``, whatever
+    they hold (a folder in the place of one too): a module's stem names all its functions' files."""
+    for stale in folder.glob(glob.escape(stem) + ".*") if folder.is_dir() else ():
+        if stale.suffix in (".nbi", ".nbc"):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else _unlink(stale)
 
 
 def _index_path(name: str) -> Path:

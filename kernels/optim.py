@@ -25,6 +25,7 @@ w ← w - m·lr/((1 - β₁ᵗ)·(ε + √(v/(1 - β₂ᵗ))))
 
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
@@ -37,23 +38,13 @@ if TYPE_CHECKING:   # SymPy is imported when the rules are first built (a warm p
 __all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "AdamW", "get_optimizer", "OPTIMIZERS"]
 
 
+@functools.cache
 def _symbols() -> dict:
+    """``w`` (a parameter element), ``g`` (its gradient), ``t`` (the step): made on first use."""
     import sympy as sp
 
     w, g = sp.symbols("w g", real=True)
     return {"w": w, "g": g, "t": sp.Symbol("t", positive=True, integer=True)}
-
-
-def __getattr__(name: str):
-    """``w`` (a parameter element), ``g`` (its gradient), ``t`` (the step): made on first use."""
-    if name in ("w", "g", "t"):
-        globals().update(_symbols())
-        return globals()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _symbol(name: str):
-    return globals()[name] if name in globals() else __getattr__(name)
 
 _PRETTY = {"beta1": "β₁", "beta2": "β₂", "eps": "ε", "rho": "ρ", "mu": "μ", "lambda": "λ"}
 
@@ -113,8 +104,8 @@ class Optimizer:
         """The gradient after coupled weight decay."""
         import sympy as sp
 
-        w = _symbol("w")
-        out = _symbol("g")
+        w = _symbols()["w"]
+        out = _symbols()["g"]
         if self.l2:
             out = out + _sym("l2") * w
         if self.l1:
@@ -185,7 +176,7 @@ class SGD(Optimizer):
     def _rules(self):
         import sympy as sp
 
-        w, grad = _symbol("w"), self.gradient()
+        w, grad = _symbols()["w"], self.gradient()
         if not self.momentum:
             return [(w, _minus(w, _sym("lr") * grad))]
         buf, mu = sp.Symbol("buf", real=True), _sym("momentum")
@@ -211,7 +202,7 @@ class RMSprop(Optimizer):
     def _rules(self):
         import sympy as sp
 
-        w, s, grad = _symbol("w"), sp.Symbol("s", real=True), self.gradient()
+        w, s, grad = _symbols()["w"], sp.Symbol("s", real=True), self.gradient()
         rho = _sym("rho")
         return [(s, rho * s + (1 - rho) * grad ** 2), (w, _minus(w, _sym("lr") * grad / (sp.sqrt(s) + _sym("eps"))))]
 
@@ -227,15 +218,15 @@ class Adam(Optimizer):
     state: tuple[str, ...] = field(default=("m", "v"), init=False)
 
     def _decoupled(self) -> sp.Expr:
-        return _symbol("w")
+        return _symbols()["w"]
 
     def _rules(self):
         import sympy as sp
 
         m, v, grad = sp.Symbol("m", real=True), sp.Symbol("v", real=True), self.gradient()
-        b1, b2, t = _sym("beta1"), _sym("beta2"), _symbol("t")
+        b1, b2, t = _sym("beta1"), _sym("beta2"), _symbols()["t"]
         update = _sym("lr") * (m / (1 - b1 ** t)) / (sp.sqrt(v / (1 - b2 ** t)) + _sym("eps"))
-        return [(m, b1 * m + (1 - b1) * grad), (v, b2 * v + (1 - b2) * grad ** 2), (_symbol("w"), _minus(self._decoupled(), update))]
+        return [(m, b1 * m + (1 - b1) * grad), (v, b2 * v + (1 - b2) * grad ** 2), (_symbols()["w"], _minus(self._decoupled(), update))]
 
 
 @dataclass(frozen=True)
@@ -246,7 +237,7 @@ class AdamW(Adam):
     name: str = field(default="adamw", init=False)
 
     def _decoupled(self) -> sp.Expr:
-        return _symbol("w") * (1 - _sym("lr") * _sym("weight_decay"))
+        return _symbols()["w"] * (1 - _sym("lr") * _sym("weight_decay"))
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": lambda **kw: Momentum(nesterov=True, **kw),

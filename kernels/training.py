@@ -70,7 +70,8 @@ class History:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the history as JSON (atomically)."""
-        _atomic_write_text(Path(path), self.to_json() + "\n")
+        with atomic_file(path, "w") as f:
+            f.write(self.to_json() + "\n")
 
 
 def _finite_or_none(value):
@@ -81,11 +82,6 @@ def _finite_or_none(value):
     if isinstance(value, list):
         return [_finite_or_none(v) for v in value]
     return value
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    with atomic_file(path, "w") as f:
-        f.write(text)
 
 
 def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
