@@ -10,6 +10,15 @@ every ``a`` that appears as ``exp(a)`` next to ``1 + exp(a)``:
   (so ``u = s/(1 - s)``), with ``1 - s`` written :class:`Sigmoid` ``(-a)``: both are bounded,
   computed without overflow (``σ(a) = 1/(1 + exp(-a))`` for a >= 0, ``exp(a)/(1 + exp(a))`` otherwise).
 
+* a ``log`` of such a rational function into a sum over its factors, ``log(s) = -softplus(-a)`` and
+  ``log(1 - s) = -softplus(a)`` (hand-written cross-entropy ``-t·log(σ(y)) - (1-t)·log(1-σ(y))``
+  was ``log(0)`` at y = 50), and a factor ``2s - 1`` into ``tanh(a/2)`` (no cancellation near 0);
+* ``cosh``/``sinh`` inside a log or a denominator first into exponentials, so that ``log(cosh(a))``
+  becomes ``softplus(a) + softplus(-a) + log(s² + (1-s)²) - log 2`` and ``sinh(a)/cosh(a)`` a ratio of
+  bounded terms (they were ``inf`` and ``inf/inf`` at ``|a| = 1000``);
+* a product ``k·exp(a)·H(g)`` with a step into ``k·exp(a) if g > 0 else 0``, so the step gates off
+  the ``inf·0 = NaN`` (the derivative of an ELU written ``max(0, x) + min(0, exp(x) - 1)``).
+
 The result is kept only if it is numerically equal to the input at sample points and has no
 ``exp(a)`` left; otherwise the input is returned unchanged. It works on user formulas too:
 nothing here knows which op an expression came from.
@@ -24,6 +33,8 @@ Softplus(x)
 Sigmoid(-x)*Sigmoid(x)
 >>> stabilize(1 / (1 + sp.exp(-x)))
 Sigmoid(x)
+>>> stabilize(sp.log(1 - 1 / (1 + sp.exp(-x))))
+-Softplus(x)
 """
 
 from __future__ import annotations
@@ -71,19 +82,36 @@ class Softplus(sp.Function):
         raise TypeError("Softplus is a code-printing form; differentiate the expression before stabilize()")
 
 
-def _exp_arguments(expr: sp.Expr) -> list[sp.Expr]:
-    """Arguments ``a`` of ``exp(a)`` that appear in a sum ``c + k·exp(±a)`` with positive numbers
-    ``c`` and ``k`` (``1 + exp(-a)``; ``2·exp(a) + 2``, the derivative of ``softplus(x)/2``)."""
+def _exp_terms(add: sp.Add) -> list[tuple[sp.Expr, sp.Expr]]:
+    """The ``(k, a)`` of the terms ``k·exp(a)`` of a sum."""
     found = []
-    for add in expr.atoms(sp.Add):
-        if not any(t.is_Number and t > 0 for t in add.args):
-            continue
-        for t in add.args:
-            k, e = t.as_coeff_Mul()
-            if isinstance(e, sp.exp) and k > 0:
-                a = e.args[0]
-                if a not in found and -a not in found:
-                    found.append(a)
+    for t in add.args:
+        k, e = t.as_coeff_Mul()
+        if isinstance(e, sp.exp):
+            found.append((k, e.args[0]))
+    return found
+
+
+def _exp_arguments(expr: sp.Expr) -> list[sp.Expr]:
+    """Arguments ``a`` of ``exp(a)`` in a sum that overflows to ``inf`` where a ratio or a log of
+    it is finite: ``c + k·exp(±a)`` with positive numbers ``c`` and ``k`` (``1 + exp(-a)``;
+    ``2·exp(a) + 2``, the derivative of ``softplus(x)/2``) or ``k·exp(a) + m·exp(-a)`` (a ``cosh``
+    or ``sinh`` written out)."""
+    found = []
+
+    def add(a):
+        if a not in found and -a not in found:
+            found.append(a)
+
+    for s in expr.atoms(sp.Add):
+        terms = _exp_terms(s)
+        if any(t.is_Number and t > 0 for t in s.args):
+            for k, a in terms:
+                if k > 0:
+                    add(a)
+        for k, a in terms:
+            if any((a + b).is_zero for _, b in terms):
+                add(a)
     return found
 
 
@@ -106,28 +134,92 @@ def _softplus(expr: sp.Expr) -> sp.Expr:
     return expr.replace(is_softplus, to_softplus)
 
 
+class _GiveUp(Exception):
+    """The expression has no overflow-free form in ``σ(a)`` that this module can find."""
+
+
+def _in_sigmoid(poly: sp.Expr, s: sp.Dummy, a: sp.Expr) -> sp.Expr:
+    """A polynomial in ``s = σ(a)`` with its factors ``1 - s`` and ``2s - 1`` printed as
+    ``σ(-a)`` and ``tanh(a/2)``: bounded, and without the cancellation of ``1 - s`` near
+    ``s = 1`` or of ``2s - 1`` near ``a = 0``."""
+    coeff, factors = sp.factor_list(poly, s)
+    out = coeff
+    for f, m in factors:
+        if f == s - 1:
+            out *= (-Sigmoid(-a)) ** m
+        elif f == 2 * s - 1:
+            out *= sp.tanh(a / 2) ** m
+        else:
+            out *= f.subs(s, Sigmoid(a)) ** m
+    return out
+
+
+def _log_in_sigmoid(rational: sp.Expr, s: sp.Dummy, a: sp.Expr) -> sp.Expr:
+    """``log`` of a rational function of ``s = σ(a)``, split over its factors: ``log(s)`` is
+    ``-softplus(-a)`` and ``log(1 - s)`` is ``-softplus(a)``, finite where ``s`` rounds to 0 or 1."""
+    num, den = sp.fraction(sp.cancel(rational))
+    coeff, out = sp.Integer(1), sp.Integer(0)
+    for poly, sign in ((num, 1), (den, -1)):
+        c, factors = sp.factor_list(poly, s)
+        coeff *= c ** sign
+        for f, m in factors:
+            if f == s:
+                out -= sign * m * Softplus(-a)
+            elif f == s - 1:
+                coeff *= (-1) ** m
+                out -= sign * m * Softplus(a)
+            else:
+                out += sign * m * sp.log(_in_sigmoid(f, s, a))
+    if not coeff.is_positive:
+        raise _GiveUp
+    return sp.log(coeff) + out
+
+
 def _through_sigmoid(expr: sp.Expr, a: sp.Expr) -> sp.Expr:
-    """Rewrite the rational dependence of ``expr`` on ``exp(a)`` through ``s = σ(a)``."""
+    """Rewrite the rational dependence of ``expr`` on ``exp(a)`` (inside logs too) through ``s = σ(a)``."""
     u, s = sp.Dummy("u", positive=True), sp.Dummy("s", positive=True)
 
-    def to_u(e):
-        ratio = sp.simplify(e.args[0] / a)
-        if ratio.is_Integer:
-            return u ** int(ratio)
-        return e
+    def power(e):  # the integer k of exp(k·a), or None
+        ratio = sp.cancel(e.args[0] / a) if isinstance(e, sp.exp) else None
+        return int(ratio) if ratio is not None and ratio.is_Integer else None
 
-    in_u = expr.replace(lambda e: isinstance(e, sp.exp) and (e.args[0] / a).is_Number, to_u)
+    in_u = expr.replace(lambda e: power(e) is not None, lambda e: u ** power(e))
     if in_u.has(sp.exp(a)) or not in_u.has(u):
         return expr
+    logs = {}
+
+    def hold_log(e):  # each log of exp(a) becomes a placeholder while the rest is cancelled
+        held = sp.Dummy("log")
+        logs[held] = _log_in_sigmoid(e.args[0].subs(u, s / (1 - s)), s, a)
+        return held
+
     try:
-        in_s = sp.factor(sp.cancel(in_u.subs(u, s / (1 - s))), s)
-    except (sp.PolynomialError, sp.polys.polyerrors.PolificationFailed, TypeError):
+        in_u = in_u.replace(lambda e: isinstance(e, sp.log) and e.args[0].has(u), hold_log)
+        num, den = sp.fraction(sp.cancel(in_u.subs(u, s / (1 - s))))
+        out = _in_sigmoid(num, s, a) / _in_sigmoid(den, s, a)
+    except (_GiveUp, sp.PolynomialError, sp.polys.polyerrors.PolificationFailed, TypeError):
         return expr
-    sig_pos, sig_neg = Sigmoid(a), Sigmoid(-a)
-    out = in_s.subs(1 - s, sig_neg).subs(s - 1, -sig_neg).subs(s, sig_pos)
-    if out.has(s):
+    out = out.xreplace(logs)
+    if out.has(s, u):
         return expr
     return out
+
+
+def _gate_overflow(expr: sp.Expr) -> sp.Expr:
+    """``k·exp(a)·H(g)`` as ``k·exp(a) if g > 0 else 0``: the step gates off the ``inf·0 = NaN``
+    that the product gives where ``exp(a)`` overflows (the derivative of ``min(0, exp(x) - 1)``)."""
+    def gated(mul):
+        steps = [f for f in mul.args if isinstance(f, sp.Heaviside)]
+        rest = sp.Mul(*[f for f in mul.args if not isinstance(f, sp.Heaviside)])
+        if len(steps) != 1 or not rest.has(sp.exp):
+            return mul
+        g, h0 = steps[0].args[0], (steps[0].args[1] if len(steps[0].args) > 1 else sp.S.Half)
+        pieces = [(rest, g > 0)]
+        if h0 != 0:
+            pieces.append((h0 * rest, sp.Eq(g, 0)))
+        return sp.Piecewise(*pieces, (0, True))
+
+    return expr.replace(lambda e: isinstance(e, sp.Mul) and e.has(sp.Heaviside), gated)
 
 
 def _same(a: sp.Expr, b: sp.Expr) -> bool:
@@ -145,16 +237,31 @@ def _same(a: sp.Expr, b: sp.Expr) -> bool:
     return True
 
 
+def _hyperbolic_hazard(expr: sp.Expr) -> bool:
+    """A ``cosh``/``sinh`` inside a log or a denominator: ``log(cosh(1000))`` and
+    ``sinh(1000)/cosh(1000)`` are ``inf`` and ``inf/inf`` where the maths is finite."""
+    def risky(e):
+        return e.has(sp.cosh, sp.sinh)
+    return any(risky(e.args[0]) for e in expr.atoms(sp.log)) or any(
+        risky(p.base) for p in expr.atoms(sp.Pow) if p.exp.is_negative)
+
+
 def stabilize(expr: sp.Expr) -> sp.Expr:
     """``expr`` with softplus and sigmoid patterns in overflow-free form (see the module docstring)."""
-    if not expr.has(sp.exp):
+    if not expr.has(sp.exp, sp.cosh, sp.sinh):
         return expr
-    out = _softplus(expr)
+    out = expr
+    if _hyperbolic_hazard(out):
+        out = out.replace(lambda e: isinstance(e, (sp.cosh, sp.sinh)), lambda e: e.rewrite(sp.exp))
+    out = _softplus(out)
     for a in _exp_arguments(out):
         base = a if not (isinstance(a, sp.Mul) and a.args[0] == -1) else -a
         candidate = _through_sigmoid(out, base)
         if candidate is not out:
             out = candidate
+    if any(isinstance(e.args[0], sp.Add) for e in out.atoms(sp.exp)) and not expr.has(sp.exp):
+        return expr  # cosh/sinh written out but not rewritten: keep the original functions
+    out = _gate_overflow(out)
     if out == expr:
         return expr
     try:

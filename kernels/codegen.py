@@ -148,7 +148,7 @@ def _stable_elementwise(expr: sp.Expr) -> sp.Expr:
     Elements ``x[n, i]`` and sums are swapped for plain symbols while rewriting; the bodies of
     sums are rewritten the same way, inside out.
     """
-    if not isinstance(expr, sp.Expr) or isinstance(expr, sp.MatrixExpr) or not expr.has(sp.exp):
+    if not isinstance(expr, sp.Expr) or isinstance(expr, sp.MatrixExpr) or not expr.has(sp.exp, sp.cosh, sp.sinh):
         return expr
     expr = expr.replace(lambda e: isinstance(e, sp.Sum),
                         lambda e: sp.Sum(_stable_elementwise(e.function), *e.limits))

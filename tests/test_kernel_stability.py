@@ -12,7 +12,9 @@ ACTIVATIONS = ["sigmoid", "tanh", "softplus", "silu", "gelu", "elu", "softsign",
                # scaled softplus: its derivative exp(x)/(2*exp(x) + 2) was inf/inf at x = 1000
                "softplus(x)/2", "log(1+exp(x))/2 + 1",
                # log of a sigmoid: log(1/(1 + exp(-x))) overflowed at x = -1000
-               "log(sigmoid(x))"]
+               "log(sigmoid(x))",
+               # hyperbolic functions in a log or a denominator, a log of 1 - sigmoid, an ELU through min
+               "log(cosh(x))", "sinh(x)/cosh(x)", "1/cosh(x)", "log(1-sigmoid(x))", "max(0,x)+min(0,exp(x)-1)"]
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -27,6 +29,25 @@ def test_activation_kernels_finite_at_extremes(activation, dtype):
             assert np.isfinite(loss), (activation, dtype, row, loss)
             for p, g in grads.items():
                 assert np.all(np.isfinite(g)), (activation, dtype, row, p, g)
+
+
+@pytest.mark.parametrize("loss", ["log(cosh(y-t))", "-t*log(sigmoid(y))-(1-t)*log(1-sigmoid(y))"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_user_loss_kernels_finite_at_extremes(loss, dtype):
+    """A log-cosh loss and cross-entropy on logits written by hand, at outputs of +-1000 and +-50."""
+    net = derive.Builder().input("x", 1).dense(1).loss(loss).build()
+    model = kernels.compile(net, dtype=dtype)
+    model.parameters["W1"][:] = 1.0
+    for row in EXTREMES:
+        for target in (0.0, 1.0):
+            loss_value, grads = model.loss_and_grads(row[None, :], np.array([[target]]))
+            assert np.isfinite(loss_value), (loss, dtype, row, loss_value)
+            for p, g in grads.items():
+                assert np.all(np.isfinite(g)), (loss, dtype, row, p, g)
+            expected = abs(float(row[0]) - target) if "cosh" in loss else max(float(row[0]), 0) - target * float(row[0])
+            if abs(row[0]) >= 50:  # far out both losses are linear: |y - t| - log 2, and softplus(y) - t*y
+                expected -= np.log(2) if "cosh" in loss else 0.0
+                assert loss_value == pytest.approx(expected, rel=1e-4, abs=1e-3), (loss, row, target)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
