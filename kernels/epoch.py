@@ -110,7 +110,8 @@ from derive import symbols as S
 from . import chunks
 from .codegen import DTYPES, HELPERS, IMPORTS, KernelPrinter, _Generator, _INDENT, _dtype_name
 from . import epoch_keys
-from .epoch_keys import CHUNK_MIN, EPOCH_FUNCTION_NAME, PARALLEL_MIN, hyper_names, hyper_vector, optimizer_key
+from .epoch_keys import (CHUNK_MIN, EPOCH_FUNCTION_NAME, PARALLEL_MIN, SPLIT_MIN_WEIGHTS, SPLIT_ROWS_PER_FEATURE,
+                         hyper_names, hyper_vector, optimizer_key)
 from .outline import module_level_names, outline
 
 __all__ = ["generate_epoch", "optimizer_key", "hyper_names", "hyper_vector", "OptimizerRules",
@@ -231,6 +232,7 @@ class _EpochGenerator(_Generator):
         self.before_chunks: list[str] = []    # chunked: row-independent values (penalties)
         self.after_chunks: list[str] = []     # chunked: row-independent gradient terms
         self.const_scalars: list[str] = []
+        self.split: dict | None = None          # chunked: the input layer split by features, if any
         if chunked:
             self.emit.loop_rows = CHUNK_ROWS
 
@@ -379,28 +381,32 @@ class _EpochGenerator(_Generator):
                    for k, v in arrays.items()]]
         if add:
             first = 2 if update else 1   # with the update: chunk 1's partial is added as it reads
-            lines += [f"for chunk in range({first}, n_chunks):",
+            lines += ["# n_parts: the rows of grads holding a partial (1: the first holds the whole gradient)",
+                      f"for chunk in range({first}, n_parts):",
                       f"{I}part_sl = grads[chunk, at + e_lo:at + e_hi]",
                       f"{I}for e in range({sl['g']}.size):",
                       f"{I * 2}{sl['g']}[e] += part_sl[e]"]
         loop = f"for e in range({sl['g']}.size):"
         if add and update:
-            lines += ["part_1_sl = grads[1, at + e_lo:at + e_hi]",
-                      "if n_chunks == 1:  # a one-row batch: the second slab holds no partial",
-                      f"{I}part_1_sl[:] = 0",
-                      loop, *[I + x for x in body(sl, "part_1_sl")]]
+            lines += ["if n_parts > 1:",
+                      f"{I}part_1_sl = grads[1, at + e_lo:at + e_hi]",
+                      f"{I}{loop}", *[I * 2 + x for x in body(sl, "part_1_sl")],
+                      "else:  # a one-row batch, or a gradient computed whole (an input layer split by features)",
+                      f"{I}{loop}", *[I * 2 + x for x in body(sl)]]
         elif update:
             lines += [loop, *[I + x for x in body(sl)]]
         one = name[:-1]
         made = outline(one, lines, "q", module_names=_MODULE_NAMES | self.outlined.keys())
         # compiled for what it gets if a rule reads a value not typed here
-        self._add_function(made, {"at": "int64", "size": "int64",
+        self._add_function(made, {"at": "int64", "size": "int64", "n_parts": "int64",
                                   **{v: _array_type(self.dtype, 1) for k, v in arrays.items() if k != "g"}})
         layout = self._gradient_layout()
         calls = []
         for p, flats in params:
             at, size = layout[p]
-            actual = {"at": str(at), "size": str(size), **{v: flats[k] for k, v in arrays.items() if k != "g"}}
+            parts = "(1 if split else n_chunks)" if self.split and p == self.split["param"] else "n_chunks"
+            actual = {"at": str(at), "size": str(size), "n_parts": parts,
+                      **{v: flats[k] for k, v in arrays.items() if k != "g"}}
             calls += [f"# parameter {p!r}",
                       f"{one}({', '.join(actual.get(a, a) for a in made.params)})"]
         return self._region("for q in numba.prange(C):", calls, name)
@@ -437,18 +443,85 @@ class _EpochGenerator(_Generator):
         self.outlined[made.name] = made.function(f'@numba.njit("void({", ".join(["int64", *known])})", {_FLAGS})')
         return True
 
-    def _gather(self, x: str, tgt: str, into: dict[str, str], first_row: str) -> list[str]:
-        """Lines copying the batch's rows (``order[first_row + r]``) into the arrays ``into[x]``
-        and ``into[tgt]``."""
+    def _gather(self, copies: list[tuple[str, str, str]], first_row: str) -> list[str]:
+        """Lines copying the batch's rows (``order[first_row + r]``) of each ``(variable, source,
+        destination)`` in ``copies`` (source ``X`` or ``T``) into the destination array."""
         lines = [f"for r in range({'Nc' if self.chunked else 'N'}):",
                  f"{_INDENT}row = order[{first_row} + r]"]
-        for v, src in ((x, "X"), (tgt, "T")):
+        for v, src, dest in copies:
             if len(self.api_shape(v)) == 2:
                 lines += [f"{_INDENT}for c in range({src}.shape[1]):",
-                          f"{_INDENT * 2}{into[v]}[r, c] = {src}[row, c]"]
+                          f"{_INDENT * 2}{dest}[r, c] = {src}[row, c]"]
             else:
-                lines.append(f"{_INDENT}{into[v]}[r] = {src}[row]")
+                lines.append(f"{_INDENT}{dest}[r] = {src}[row]")
         return lines
+
+    def _input_split(self, x: str, body: list[str]) -> dict | None:
+        """The input layer whose product ``np.dot(x, W.T, z)`` and weight gradient
+        ``np.dot(gz.T, x, gW)`` the data-parallel form can split by output features (see
+        :data:`kernels.epoch_keys.SPLIT_MIN_WEIGHTS`): a weight of that size or more, each
+        statement printed once, and nothing else writing ``W``'s gradient; else None."""
+        xa = self.array(x)
+        if len(self.api_shape(x)) != 2:
+            return None
+        for p in self.sig.parameters:
+            shape = self.api_shape(p)
+            if len(shape) != 2 or self._static_size(shape) < SPLIT_MIN_WEIGHTS:
+                continue
+            w, gw = self.array(p), self.array(S.GRAD_PREFIX + p)
+            fwd = [(i, m) for i, line in enumerate(body) if (m := re.fullmatch(rf"np\.dot\({xa}, {w}\.T, (\w+)\)", line))]
+            bwd = [(i, m) for i, line in enumerate(body) if (m := re.fullmatch(rf"np\.dot\((\w+)\.T, {xa}, {gw}\)", line))]
+            if len(fwd) != 1 or len(bwd) != 1 or sum(bool(re.search(rf"\b{gw}\b", line)) for line in body) != 1:
+                continue
+            return {"param": p, "w": w, "gw": gw, "z": fwd[0][1].group(1), "gz": bwd[0][1].group(1),
+                    "forward": fwd[0][0], "backward": bwd[0][0],
+                    "features": int(shape[0]), "inputs": int(shape[1])}
+        return None
+
+    def _split_chunk_lines(self, body: list[str]) -> list[str]:
+        """``body`` (the chunk's statements) with the split layer's two products made conditional:
+        with ``split``, the chunk copies its rows of the product from ``zT`` and its rows of the
+        gradient ``gz`` into ``gzT``, which the regions before and after the chunks fill and read."""
+        sp_, I = self.split, _INDENT
+        out_, z, gz = sp_["features"], sp_["z"], sp_["gz"]
+        forward = ["if split:  # the product was computed by features (_input_product): this chunk's rows of it",
+                   f"{I}zT = zT_f[:{out_} * N].reshape({out_}, N)",
+                   f"{I}for i in range({out_}):", f"{I * 2}for n in range(Nc):", f"{I * 3}{z}[n, i] = zT[i, lo + n]",
+                   "else:", I + body[sp_["forward"]]]
+        backward = ["if split:  # its rows of the gradient, for the weight gradient by features (_input_weight_gradient)",
+                    f"{I}gzT = gzT_f[:{out_} * N].reshape({out_}, N)",
+                    f"{I}for i in range({out_}):", f"{I * 2}for n in range(Nc):", f"{I * 3}gzT[i, lo + n] = {gz}[n, i]",
+                    "else:", I + body[sp_["backward"]]]
+        out = []
+        for i, line in enumerate(body):
+            out += forward if i == sp_["forward"] else backward if i == sp_["backward"] else [line]
+        return out
+
+    def _split_regions(self, x: str) -> tuple[list[str], list[str]]:
+        """(lines before the chunks, lines after them) of a batch whose input layer is split by
+        features: the rows gathered into ``xs`` by chunk, then ``zT = W·xsᵀ`` by features; after
+        the chunks, ``gW = gzTᵀ·xs`` by features, written whole into the first row of ``grads``."""
+        sp_, I = self.split, _INDENT
+        out_, inp, w, gw = sp_["features"], sp_["inputs"], sp_["w"], sp_["gw"]
+        xa = self.array(x)
+        gather = ["lo = chunk * N // n_chunks",
+                  "Nc = (chunk + 1) * N // n_chunks - lo",
+                  f"{xa} = xs_f[lo * {inp}:(lo + Nc) * {inp}].reshape(Nc, {inp})",
+                  *self._gather([(x, "X", xa)], "start + lo")]
+        features = [f"f_lo = {out_} * q // C", f"f_hi = {out_} * (q + 1) // C",
+                    f"xs = xs_f[:N * {inp}].reshape(N, {inp})"]
+        product = [*features, f"zT = zT_f[:{out_} * N].reshape({out_}, N)",
+                   f"np.dot({w}[f_lo:f_hi], xs.T, zT[f_lo:f_hi])"]
+        gradient = [*features, f"gzT = gzT_f[:{out_} * N].reshape({out_}, N)",
+                    f"np.dot(gzT[f_lo:f_hi], xs, {gw}_total[f_lo:f_hi])"]
+        before = [f"split = 1 if C > 1 and N * {SPLIT_ROWS_PER_FEATURE} <= {out_} else 0  "
+                  f"# input layer {sp_['param']!r} split by features (kernels.epoch_keys.SPLIT_ROWS_PER_FEATURE)",
+                  "if split:",
+                  *[I + line for line in self._region("for chunk in numba.prange(n_chunks):", gather, "_gather_rows")],
+                  *[I + line for line in self._region("for q in numba.prange(C):", product, "_input_product")]]
+        after = ["if split:",
+                 *[I + line for line in self._region("for q in numba.prange(C):", gradient, "_input_weight_gradient")]]
+        return before, after
 
     def _static_size(self, shape) -> int:
         """The number of elements of ``shape`` (batch axis excluded by the caller); the chunked
@@ -472,7 +545,18 @@ class _EpochGenerator(_Generator):
         ``work_rows[chunk]``, every parameter's partial gradient in ``grads[chunk]``."""
         dt = self.dtype
         pro, views, at = [], [], 0
-        for v, shape in [(x, self.api_shape(x)), (tgt, self.api_shape(tgt)), *self.buffers.items()]:
+        if self.split:   # the input's rows in one array for the whole batch: the split product reads them all
+            inp, out_ = self.split["inputs"], self.split["features"]
+            pro += [f"xs_f = np.empty(N * {inp}, dtype={self.dt})  # the batch's input rows, the chunks' one after another",
+                    f"zT_f = np.empty(N * {out_}, dtype={self.dt})  # the split layer's product, by features",
+                    f"gzT_f = np.empty(N * {out_}, dtype={self.dt})  # its output's gradient, by features"]
+            views.append(f"{self.array(x)} = xs_f[lo * {inp}:(lo + Nc) * {inp}].reshape(Nc, {inp})")
+            self.types.update({k: _array_type(dt, 1) for k in ("xs_f", "zT_f", "gzT_f")})
+            self.types.update({"split": "int64", f"{self.split['gw']}_total": _array_type(dt, 2)})
+        slabs = [(tgt, self.api_shape(tgt)), *self.buffers.items()]
+        if not self.split:
+            slabs.insert(0, (x, self.api_shape(x)))
+        for v, shape in slabs:
             width = self._static_size(shape[1:])
             rest = "".join(f", {self.printer.doprint(sp.sympify(d))}" for d in shape[1:])
             span = f"{'R * ' + str(at) if at else '0'}:R * {at + width}"
@@ -512,6 +596,10 @@ class _EpochGenerator(_Generator):
         self.body = []
         if self.chunked and any(not self.batched(n) for n in self.buffers):
             raise NotChunkable("an intermediate array is not batched")
+        if self.chunked:
+            self.split = self._input_split(x, loop_body)
+            if self.split:
+                loop_body = self._split_chunk_lines(loop_body)
         opt_pro, opt_step, opt_params, opt_body = self.optimizer_lines("t_step")
         chunked = self.chunked
 
@@ -559,14 +647,23 @@ class _EpochGenerator(_Generator):
                 loop += ["", f"{ind}# row-independent values (they read no batched array)",
                          *[ind + x for x in self.before_chunks]]
             rows = [t for t in self.scalars if t not in self.const_scalars]
+            xa, ta = self.array(x), self.array(tgt)
+            if self.split:
+                gather = [*self._gather([(tgt, "T", ta)], "start + lo"),
+                          "if not split:", *[_INDENT + line for line in self._gather([(x, "X", xa)], "start + lo")]]
+                split_before, split_after = self._split_regions(x)
+            else:
+                gather = self._gather([(x, "X", xa), (tgt, "T", ta)], "start + lo")
+                split_before, split_after = [], []
             region = ["lo = chunk * N // n_chunks",
                       "Nc = (chunk + 1) * N // n_chunks - lo",
                       *views,
                       "# this chunk's rows of the batch",
-                      *self._gather(x, tgt, {v: self.array(v) for v in (x, tgt)}, "start + lo"),
+                      *gather,
                       *loop_body,
                       f"loss_parts[chunk] = {' + '.join(rows) or '0.0'}"]
             loop += ["", f"{ind}n_chunks = min(C, N)",
+                     *[ind + line for line in split_before],
                      *[ind + line if line else "" for line in
                        self._region("for chunk in numba.prange(n_chunks):", region, "_chunk_pass")],
                      f"{_INDENT}loss = {' + '.join(self.const_scalars) or '0.0'}",
@@ -574,7 +671,7 @@ class _EpochGenerator(_Generator):
                      f"{_INDENT * 2}loss += loss_parts[chunk]"]
         else:
             loop.append(f"{ind}# gather the batch's rows")
-            gather = self._gather(x, tgt, {v: f"{self.array(v)}_buf" for v in (x, tgt)}, "start")
+            gather = self._gather([(v, src, f"{self.array(v)}_buf") for v, src in ((x, "X"), (tgt, "T"))], "start")
             inputs = [f"{self.array(v)} = {self.array(v)}_buf[:N]" for v in (x, tgt)]
             loop += [ind + line for line in gather + inputs + views]
             loop += [(ind + line) if line else "" for line in loop_body]
@@ -582,6 +679,8 @@ class _EpochGenerator(_Generator):
         loop += [f"{_INDENT}losses_out[b] = loss",
                  f"{_INDENT}if not math.isfinite(loss):",
                  f"{_INDENT * 2}return b  # this batch's update is not applied"]
+        if chunked:
+            loop += [ind + line for line in split_after]
         step = [(_INDENT + line) if line else "" for line in opt_step]
         if not chunked:
             loop += [*step, *[_INDENT + x for x in self.update_loops(opt_params, opt_body)]]

@@ -138,13 +138,16 @@ def test_update_runs_on_slices_of_every_parameter_in_parallel():
     # the place of its gradient in the rows of grads: the rules are printed (and compiled) once
     one = src[src.index("def _add_and_update_slice("):src.index("def _add_and_update_slices(")]
     assert one.count("e_lo = ") == 1 and "range(e_lo" not in one     # slices, not offset ranges
-    assert one.count("# m ← ") == 1 and "o_g = g_f_sl[e] + part_1_sl[e]" in one
+    # twice: reading the second partial as it goes, and without one (a one-row batch, or a
+    # gradient computed whole by the split input layer)
+    assert one.count("# m ← ") == 2 and "o_g = g_f_sl[e] + part_1_sl[e]" in one and "o_g = g_f_sl[e]\n" in one
     assert "g_f_sl = grads[0, at + e_lo:at + e_hi]" in one and "part_1_sl = grads[1, at + e_lo:at + e_hi]" in one
     update = src[src.index("def _add_and_update_slices("):src.index("def train_epoch(")]
     calls = [line.strip() for line in update.splitlines() if line.strip().startswith("_add_and_update_slice(")]
     assert len(calls) == 6
     # W2 after W1 (18) and b1 (6), 5 x 6 elements
     assert "_add_and_update_slice(q, 30, C, v_W2_2_f, grads, 24, s_v_W2_2_m_f, s_v_W2_2_v_f, n_chunks, " in calls[2]
+    assert "_input_product" not in src and "if split" not in src   # no input layer big enough to split
     # with a penalty, its gradient term comes between the sum and the update: two regions
     src = generate_epoch(NETS["relu-mse-l2"](), Adam(), "float64", "parallel")
     tail = src[src.index("# the chunks' partial gradients, added into the first chunk's, in parallel"):]
@@ -312,16 +315,64 @@ def test_a_corrupt_cache_entry_of_a_pointer_function_is_rebuilt(tmp_path):
     assert healed.stdout == first.stdout
 
 
-@pytest.mark.parametrize("key", sorted(NETS))
+@pytest.mark.parametrize("key", sorted(NETS) + ["wide-relu-sce"])
 def test_every_region_is_typed_and_called_through_a_pointer(key):
     """The generator knows the type of every value a region reads, for every optimizer: no
     outlined function is compiled lazily (and linked into train_epoch again)."""
     for opt in (SGD(lr=0.1), SGD(lr=0.1, momentum=0.9, nesterov=True), RMSprop(), Adam(l1=0.01, l2=0.01),
                 AdamW(weight_decay=0.01)):
-        src = generate_epoch(NETS[key](), opt, "float32", "parallel", chunked=True)
+        src = generate_epoch({**NETS, **SPLIT_NETS}[key](), opt, "float32", "parallel", chunked=True)
+        if key in SPLIT_NETS:
+            split = "('_gather_rows', '_input_product', '_input_weight_gradient', "
+            assert split in src
+            src = src.replace(split, "(")
         functions = re.findall(r"\n@numba\.njit\((.*)\)\ndef (_\w+)\(", src)
-        outlined = [(deco, name) for deco, name in functions if "slice" in name or name == "_chunk_pass"]
-        assert len(outlined) >= 3 and all(deco.startswith('"void(int64, ') for deco, _ in outlined), outlined
+        outlined = [(deco, name) for deco, name in functions if "slice" in name or name in (
+            "_chunk_pass", "_gather_rows", "_input_product", "_input_weight_gradient")]
+        assert len(outlined) >= (6 if key in SPLIT_NETS else 3) and all(deco.startswith('"void(int64, ') for deco, _ in outlined), outlined
         pointers = re.search(r"\nFUNCTION_ARGUMENTS = (\(.*\))\n", src).group(1)
         assert pointers in ("('_chunk_pass', '_add_and_update_slices')",
                             "('_chunk_pass', '_add_slices', '_update_slices')")
+
+
+# --- the input layer split by features (kernels.epoch_keys.SPLIT_MIN_WEIGHTS) -----------------------
+
+#: First layers of 256 x 256 = SPLIT_MIN_WEIGHTS weights: split by features up to 64-row batches.
+SPLIT_NETS = {
+    "wide-relu-sce": lambda: derive.mlp([256, 256, 3], activation="relu", loss="softmax_cross_entropy"),
+    "wide-tanh-mse-l2": lambda: derive.mlp([256, 256, 2], activation="tanh", loss="mse", penalty="l2",
+                                           weight=0.01),
+}
+
+
+def test_split_is_generated_only_for_a_big_input_layer():
+    from kernels.epoch_keys import SPLIT_MIN_WEIGHTS, SPLIT_ROWS_PER_FEATURE
+
+    src = generate_epoch(SPLIT_NETS["wide-relu-sce"](), Adam(), "float32", "parallel")
+    assert 256 * 256 >= SPLIT_MIN_WEIGHTS > 255 * 256
+    assert f"split = 1 if C > 1 and N * {SPLIT_ROWS_PER_FEATURE} <= 256 else 0" in src
+    assert "np.dot(v_W1_0[f_lo:f_hi], xs.T, zT[f_lo:f_hi])" in src          # product by features
+    assert "np.dot(gzT[f_lo:f_hi], xs, g_W1_" in src                         # weight gradient by features
+    assert "(1 if split else n_chunks)" in src   # W1's gradient is whole in the first row of grads
+    narrow = generate_epoch(derive.mlp([255, 256, 3], activation="relu", loss="softmax_cross_entropy"),
+                            Adam(), "float32", "parallel")
+    assert "_input_product" not in narrow and "if split" not in narrow
+
+
+@pytest.mark.parametrize("key", sorted(SPLIT_NETS))
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_split_input_layer_equals_serial(compiled_model, key, threads):
+    """Batches of 40 rows (4 x 40 <= 256: split by features, the last of 30 too) and of 100
+    (by rows, its last of 50 by features: both forms in one epoch), against the serial function;
+    one thread never splits."""
+    m = compiled_model(SPLIT_NETS[key], "float64", "parallel")
+    for batch in (40, 100):
+        _compare(m, Adam(lr=0.01), rows=150, batch=batch, threads=threads, seed=batch)
+
+
+def test_split_input_layer_one_row_batches_and_float32(compiled_model):
+    m = compiled_model(SPLIT_NETS["wide-relu-sce"], "float64", "parallel")
+    _compare(m, SGD(lr=0.1), rows=3, batch=1, threads=4)
+    m32 = compiled_model(SPLIT_NETS["wide-relu-sce"], "float32", "parallel")
+    # float32 sums of 256 products in another order: parameters of about 0.1 agree to about 1e-7
+    _compare(m32, SGD(lr=0.05, momentum=0.9), rows=70, batch=32, threads=2, rtol=1e-4)
