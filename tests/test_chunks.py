@@ -146,7 +146,7 @@ def test_update_runs_on_slices_of_every_parameter_in_parallel():
     calls = [line.strip() for line in update.splitlines() if line.strip().startswith("_add_and_update_slice(")]
     assert len(calls) == 6
     # W2 after W1 (18) and b1 (6), 5 x 6 elements
-    assert "_add_and_update_slice(q, 30, C, v_W2_2_f, grads, 24, s_v_W2_2_m_f, s_v_W2_2_v_f, n_chunks, " in calls[2]
+    assert "_add_and_update_slice(q, 1, 30, C, v_W2_2_f, grads, 24, s_v_W2_2_m_f, s_v_W2_2_v_f, n_chunks, " in calls[2]
     assert "_input_product" not in src and "if split" not in src   # no input layer big enough to split
     # with a penalty, its gradient term comes between the sum and the update: two regions
     src = generate_epoch(NETS["relu-mse-l2"](), Adam(), "float64", "parallel")
@@ -323,13 +323,13 @@ def test_every_region_is_typed_and_called_through_a_pointer(key):
                 AdamW(weight_decay=0.01)):
         src = generate_epoch({**NETS, **SPLIT_NETS}[key](), opt, "float32", "parallel", chunked=True)
         if key in SPLIT_NETS:
-            split = "('_gather_rows', '_input_product', '_input_weight_gradient', "
+            split = "('_gather_rows', '_input_product', "
             assert split in src
             src = src.replace(split, "(")
         functions = re.findall(r"\n@numba\.njit\((.*)\)\ndef (_\w+)\(", src)
         outlined = [(deco, name) for deco, name in functions if "slice" in name or name in (
-            "_chunk_pass", "_gather_rows", "_input_product", "_input_weight_gradient")]
-        assert len(outlined) >= (6 if key in SPLIT_NETS else 3) and all(deco.startswith('"void(int64, ') for deco, _ in outlined), outlined
+            "_chunk_pass", "_gather_rows", "_input_product")]
+        assert len(outlined) >= (5 if key in SPLIT_NETS else 3) and all(deco.startswith('"void(int64, ') for deco, _ in outlined), outlined
         pointers = re.search(r"\nFUNCTION_ARGUMENTS = (\(.*\))\n", src).group(1)
         assert pointers in ("('_chunk_pass', '_add_and_update_slices')",
                             "('_chunk_pass', '_add_slices', '_update_slices')")
@@ -352,7 +352,8 @@ def test_split_is_generated_only_for_a_big_input_layer():
     assert 256 * 256 >= SPLIT_MIN_WEIGHTS > 255 * 256
     assert f"split = 1 if C > 1 and N * {SPLIT_ROWS_PER_FEATURE} <= 256 else 0" in src
     assert "np.dot(v_W1_0[f_lo:f_hi], xs.T, zT[f_lo:f_hi])" in src          # product by features
-    assert "np.dot(gzT[f_lo:f_hi], xs, g_W1_" in src                         # weight gradient by features
+    assert "np.dot(gzT[f_lo:f_hi], xs, g_W1_" in src   # weight gradient by features, with the update
+    assert "_add_and_update_slice(q, 256, 65536, C, v_W1_0_f, " in src   # W1 updated in whole rows
     assert "(1 if split else n_chunks)" in src   # W1's gradient is whole in the first row of grads
     narrow = generate_epoch(derive.mlp([255, 256, 3], activation="relu", loss="softmax_cross_entropy"),
                             Adam(), "float32", "parallel")
