@@ -16,6 +16,9 @@ every ``a`` that appears as ``exp(a)`` next to ``1 + exp(a)``:
 * ``cosh``/``sinh`` inside a log or a denominator first into exponentials, so that ``log(cosh(a))``
   becomes ``softplus(a) + softplus(-a) + log(s² + (1-s)²) - log 2`` and ``sinh(a)/cosh(a)`` a ratio of
   bounded terms (they were ``inf`` and ``inf/inf`` at ``|a| = 1000``);
+* the arguments of other functions the same way (``sign(t - σ(y))``), holding every function
+  and root as a symbol while the rest is cancelled, and products of exponentials as one
+  (``exp(-x)·exp(-exp(-x))`` was ``inf·0`` at x = -1000);
 * a product ``k·exp(a)·H(g)`` with a step into ``k·exp(a) if g > 0 else 0``, so the step gates off
   the ``inf·0 = NaN`` (the derivative of an ELU written ``max(0, x) + min(0, exp(x) - 1)``).
 
@@ -176,7 +179,8 @@ def _log_in_sigmoid(rational: sp.Expr, s: sp.Dummy, a: sp.Expr) -> sp.Expr:
 
 
 def _through_sigmoid(expr: sp.Expr, a: sp.Expr) -> sp.Expr:
-    """Rewrite the rational dependence of ``expr`` on ``exp(a)`` (inside logs too) through ``s = σ(a)``."""
+    """Rewrite the rational dependence of ``expr`` on ``exp(a)`` through ``s = σ(a)``, inside
+    logs (split over factors) and the arguments of other functions too (``sign(t - σ(a))``)."""
     u, s = sp.Dummy("u", positive=True), sp.Dummy("s", positive=True)
 
     def power(e):  # the integer k of exp(k·a), or None
@@ -186,23 +190,50 @@ def _through_sigmoid(expr: sp.Expr, a: sp.Expr) -> sp.Expr:
     in_u = expr.replace(lambda e: power(e) is not None, lambda e: u ** power(e))
     if in_u.has(sp.exp(a)) or not in_u.has(u):
         return expr
-    logs = {}
 
-    def hold_log(e):  # each log of exp(a) becomes a placeholder while the rest is cancelled
-        held = sp.Dummy("log")
-        logs[held] = _log_in_sigmoid(e.args[0].subs(u, s / (1 - s)), s, a)
-        return held
+    def rational(e):  # a rational function of u, in s
+        num, den = sp.fraction(sp.cancel(e.subs(u, s / (1 - s))))
+        return _in_sigmoid(num, s, a) / _in_sigmoid(den, s, a)
+
+    held = {}
+
+    def opaque(e):  # a function application or a root: held as a symbol while the rest is cancelled
+        return e.is_Function or (isinstance(e, sp.Pow) and not e.exp.is_Integer)
+
+    def hold(e):
+        if isinstance(e, sp.log) and e.args[0].has(u):
+            value = _log_in_sigmoid(e.args[0].subs(u, s / (1 - s)), s, a)
+        elif isinstance(e, sp.Pow):
+            if e.exp.has(u):
+                raise _GiveUp
+            value = rational(e.base) ** e.exp if e.base.has(u) else e
+        else:
+            value = e.func(*[rational(x) if x.has(u) else x for x in e.args])
+        placeholder = sp.Dummy("held")
+        held[placeholder] = value
+        return placeholder
 
     try:
-        in_u = in_u.replace(lambda e: isinstance(e, sp.log) and e.args[0].has(u), hold_log)
-        num, den = sp.fraction(sp.cancel(in_u.subs(u, s / (1 - s))))
-        out = _in_sigmoid(num, s, a) / _in_sigmoid(den, s, a)
+        out = rational(in_u.replace(opaque, hold))   # inside out: an argument is held before its function
     except (_GiveUp, sp.PolynomialError, sp.polys.polyerrors.PolificationFailed, TypeError):
         return expr
-    out = out.xreplace(logs)
-    if out.has(s, u):
+    for _ in range(len(held)):
+        if not out.has(*held):
+            break
+        out = out.xreplace(held)
+    if out.has(s, u, *held):
         return expr
     return out
+
+
+def _merge_exps(expr: sp.Expr) -> sp.Expr:
+    """``exp(a)·exp(b)`` as ``exp(a + b)``: ``exp(-x)·exp(-exp(-x))`` (a Gompertz curve's
+    derivative) was ``inf·0 = NaN`` at x = -1000, ``exp(1000 - inf)`` is 0."""
+    def merged(mul):
+        exps = [f for f in mul.args if isinstance(f, sp.exp)]
+        rest = [f for f in mul.args if not isinstance(f, sp.exp)]
+        return sp.Mul(*rest) * sp.exp(sp.Add(*[e.args[0] for e in exps]))
+    return expr.replace(lambda e: isinstance(e, sp.Mul) and sum(isinstance(f, sp.exp) for f in e.args) > 1, merged)
 
 
 def _gate_overflow(expr: sp.Expr) -> sp.Expr:
@@ -253,7 +284,7 @@ def stabilize(expr: sp.Expr) -> sp.Expr:
     out = expr
     if _hyperbolic_hazard(out):
         out = out.replace(lambda e: isinstance(e, (sp.cosh, sp.sinh)), lambda e: e.rewrite(sp.exp))
-    out = _softplus(out)
+    out = _softplus(_merge_exps(out))
     for a in _exp_arguments(out):
         base = a if not (isinstance(a, sp.Mul) and a.args[0] == -1) else -a
         candidate = _through_sigmoid(out, base)

@@ -18,7 +18,10 @@ FORMULAS = ["x*tanh(log(1+exp(x)))", "x*sigmoid(x)", "log(1+exp(x))", "exp(x)/(1
             # logs of sigmoids written by hand: log(0) at x = 50 in float64
             "log(1-sigmoid(x))", "log(sigmoid(x)*(1-sigmoid(x)))",
             # an ELU written with min: exp(1000)*H(1 - exp(1000)) was inf*0 = NaN
-            "max(0,x)+min(0,exp(x)-1)"]
+            "max(0,x)+min(0,exp(x)-1)",
+            # a Gompertz curve: exp(-x)*exp(-exp(-x)) was inf*0 at x = -1000; erf of a softplus:
+            # its derivative was put over exp(softplus(x)**2), inf at x = 50
+            "exp(-exp(-x))", "x*erf(softplus(x))"]
 
 
 def _cases():
@@ -99,7 +102,9 @@ def test_losses_finite_for_logits(name):
 
 #: Losses written by hand: log-cosh, and cross-entropy on logits through sigmoids.
 LOSS_FORMULAS = ["log(cosh(y-t))", "-t*log(sigmoid(y))-(1-t)*log(1-sigmoid(y))",
-                 "-t*log(1/(1+exp(-y)))-(1-t)*log(1-1/(1+exp(-y)))", "softplus(-t*y)"]
+                 "-t*log(1/(1+exp(-y)))-(1-t)*log(1-1/(1+exp(-y)))", "softplus(-t*y)",
+                 # a sigmoid inside sign(): its derivative was inf/inf at y = -1000
+                 "abs(sigmoid(y)-t)"]
 
 
 @pytest.mark.parametrize("text", LOSS_FORMULAS)
