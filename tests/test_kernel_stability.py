@@ -21,14 +21,23 @@ ACTIVATIONS = ["sigmoid", "tanh", "softplus", "silu", "gelu", "elu", "softsign",
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_activation_kernels_finite_at_extremes(activation, dtype):
     net = derive.Builder().input("x", 1).dense(1, activation=activation).loss("bce_logits").build()
+    _losses_at_extremes(net, dtype, activation)
+
+
+def _losses_at_extremes(net, dtype, label):
+    """``(x, target, loss)`` of the compiled one-weight ``net`` (W1 = 1) at every extreme input and
+    target 0 and 1, after checking that the loss and every gradient are finite there."""
     model = kernels.compile(net, dtype=dtype)
     model.parameters["W1"][:] = 1.0
+    out = []
     for row in EXTREMES:
         for target in (0.0, 1.0):
             loss, grads = model.loss_and_grads(row[None, :], np.array([[target]]))
-            assert np.isfinite(loss), (activation, dtype, row, loss)
+            assert np.isfinite(loss), (label, dtype, row, loss)
             for p, g in grads.items():
-                assert np.all(np.isfinite(g)), (activation, dtype, row, p, g)
+                assert np.all(np.isfinite(g)), (label, dtype, row, p, g)
+            out.append((float(row[0]), target, loss))
+    return out
 
 
 @pytest.mark.parametrize("loss", ["log(cosh(y-t))", "-t*log(sigmoid(y))-(1-t)*log(1-sigmoid(y))"])
@@ -36,18 +45,10 @@ def test_activation_kernels_finite_at_extremes(activation, dtype):
 def test_user_loss_kernels_finite_at_extremes(loss, dtype):
     """A log-cosh loss and cross-entropy on logits written by hand, at outputs of +-1000 and +-50."""
     net = derive.Builder().input("x", 1).dense(1).loss(loss).build()
-    model = kernels.compile(net, dtype=dtype)
-    model.parameters["W1"][:] = 1.0
-    for row in EXTREMES:
-        for target in (0.0, 1.0):
-            loss_value, grads = model.loss_and_grads(row[None, :], np.array([[target]]))
-            assert np.isfinite(loss_value), (loss, dtype, row, loss_value)
-            for p, g in grads.items():
-                assert np.all(np.isfinite(g)), (loss, dtype, row, p, g)
-            expected = abs(float(row[0]) - target) if "cosh" in loss else max(float(row[0]), 0) - target * float(row[0])
-            if abs(row[0]) >= 50:  # far out both losses are linear: |y - t| - log 2, and softplus(y) - t*y
-                expected -= np.log(2) if "cosh" in loss else 0.0
-                assert loss_value == pytest.approx(expected, rel=1e-4, abs=1e-3), (loss, row, target)
+    for y, target, value in _losses_at_extremes(net, dtype, loss):
+        if abs(y) >= 50:  # far out both losses are linear: |y - t| - log 2, and softplus(y) - t*y
+            expected = abs(y - target) - np.log(2) if "cosh" in loss else max(y, 0) - target * y
+            assert value == pytest.approx(expected, rel=1e-4, abs=1e-3), (loss, y, target)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
