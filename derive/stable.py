@@ -42,6 +42,7 @@ Sigmoid(x)
 
 from __future__ import annotations
 
+import functools
 import random
 
 import sympy as sp
@@ -118,6 +119,25 @@ def _exp_arguments(expr: sp.Expr) -> list[sp.Expr]:
     return found
 
 
+def _bases(expr: sp.Expr) -> list[sp.Expr]:
+    """One ``b`` for each overflow-prone ``exp(k·b)`` of :func:`_exp_arguments` (``k`` a number):
+    ``b`` times the greatest common divisor of the ``k`` of every ``exp`` of ``expr`` on it, so
+    that each is a whole power of ``exp(b)`` (``exp(-x)``, ``exp(-2x)`` and ``exp(-5x)`` on ``x``:
+    one rewrite in one variable instead of one per argument, each holding the others)."""
+    coefficients: dict[sp.Expr, list[sp.Rational]] = {}
+    for e in expr.atoms(sp.exp):
+        k, b = e.args[0].as_coeff_Mul()
+        if k.is_Rational and k != 0:
+            coefficients.setdefault(b, []).append(abs(k))
+    bases = []
+    for a in _exp_arguments(expr):
+        k, b = a.as_coeff_Mul()
+        base = b * functools.reduce(sp.gcd, coefficients.get(b, [abs(k)])) if k.is_Rational else a
+        if base not in bases:
+            bases.append(base)
+    return bases
+
+
 def _softplus(expr: sp.Expr) -> sp.Expr:
     # log(1/(1 + exp(a))) = -log(1 + exp(a)): log(sigmoid(x)) overflowed at x = -1000
     expr = expr.replace(lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sp.Pow)
@@ -141,10 +161,39 @@ class _GiveUp(Exception):
     """The expression has no overflow-free form in ``σ(a)`` that this module can find."""
 
 
+#: Highest degree in ``s`` of a polynomial of more than two terms that is factored: SymPy took
+#: 160 s to factor one of degree 26 from the derivative of ``log(cosh(x))*cosh(2x)/(1 + cosh(3x))``;
+#: beyond it the expression is left as it is (``σ(x)**30``, a monomial, is still rewritten).
+_MAX_DEGREE = 16
+
+
+def _too_big(poly: sp.Expr, s: sp.Dummy) -> bool:
+    return sp.degree(poly, s) > _MAX_DEGREE and len(sp.Add.make_args(sp.expand(poly))) > 2
+
+
+def _degree_bound(e: sp.Expr, u: sp.Dummy) -> int:
+    """An upper bound of the degree in ``u`` of ``e``'s numerator and denominator over one common
+    denominator. A sum above half :data:`_MAX_BOUND` is rewritten term by term (the derivative of
+    ``σ(x)σ(2x)σ(3x)σ(5x)`` ran for minutes in ``sympy.cancel`` over one denominator), a term
+    above it not at all."""
+    if e == u:
+        return 1
+    if isinstance(e, sp.Pow) and e.exp.is_Integer:
+        return abs(int(e.exp)) * _degree_bound(e.base, u)
+    if isinstance(e, (sp.Add, sp.Mul)):
+        return sum(_degree_bound(a, u) for a in e.args)
+    return 0
+
+
+_MAX_BOUND = 48
+
+
 def _in_sigmoid(poly: sp.Expr, s: sp.Dummy, a: sp.Expr) -> sp.Expr:
     """A polynomial in ``s = σ(a)`` with its factors ``1 - s`` and ``2s - 1`` printed as
     ``σ(-a)`` and ``tanh(a/2)``: bounded, and without the cancellation of ``1 - s`` near
     ``s = 1`` or of ``2s - 1`` near ``a = 0``."""
+    if _too_big(poly, s):
+        raise _GiveUp
     coeff, factors = sp.factor_list(poly, s)
     out = coeff
     for f, m in factors:
@@ -163,6 +212,8 @@ def _log_in_sigmoid(rational: sp.Expr, s: sp.Dummy, a: sp.Expr) -> sp.Expr:
     num, den = sp.fraction(sp.cancel(rational))
     coeff, out = sp.Integer(1), sp.Integer(0)
     for poly, sign in ((num, 1), (den, -1)):
+        if _too_big(poly, s):
+            raise _GiveUp
         c, factors = sp.factor_list(poly, s)
         coeff *= c ** sign
         for f, m in factors:
@@ -214,7 +265,17 @@ def _through_sigmoid(expr: sp.Expr, a: sp.Expr) -> sp.Expr:
         return placeholder
 
     try:
-        out = rational(in_u.replace(opaque, hold))   # inside out: an argument is held before its function
+        held_u = in_u.replace(opaque, hold)   # inside out: an argument is held before its function
+        terms = sp.Add.make_args(held_u)
+        if len(terms) > 1 and _degree_bound(held_u, u) > _MAX_BOUND // 2:
+            # too big for one common denominator: each term over its own
+            if any(_degree_bound(t, u) > _MAX_BOUND for t in terms):
+                return expr
+            out = sp.Add(*[rational(t) for t in terms])
+        elif _degree_bound(held_u, u) > _MAX_BOUND:
+            return expr
+        else:
+            out = rational(held_u)
     except (_GiveUp, sp.PolynomialError, sp.polys.polyerrors.PolificationFailed, TypeError):
         return expr
     for _ in range(len(held)):
@@ -285,8 +346,7 @@ def stabilize(expr: sp.Expr) -> sp.Expr:
     if _hyperbolic_hazard(out):
         out = out.replace(lambda e: isinstance(e, (sp.cosh, sp.sinh)), lambda e: e.rewrite(sp.exp))
     out = _softplus(_merge_exps(out))
-    for a in _exp_arguments(out):
-        base = a if not (isinstance(a, sp.Mul) and a.args[0] == -1) else -a
+    for base in _bases(out):
         candidate = _through_sigmoid(out, base)
         if candidate is not out:
             out = candidate

@@ -142,3 +142,22 @@ def test_hyperbolic_functions_left_alone_without_a_hazard():
     """``cosh`` and ``sinh`` outside logs and denominators overflow only where the maths does."""
     for e in (sp.cosh(X), X * sp.sinh(X), sp.sinh(X) + sp.cosh(X) ** 2):
         assert stabilize(e) == e
+
+
+@pytest.mark.parametrize("text", ["sigmoid(x)*sigmoid(2*x)*sigmoid(3*x)*sigmoid(5*x)",
+                                  "log(cosh(x))*cosh(2*x)/(1+cosh(3*x))", "sigmoid(x)**30"])
+def test_big_rational_functions_are_rewritten_in_bounded_time(text):
+    """Multiples of one argument share one variable, and sums too big for one common
+    denominator are rewritten term by term (these ran for minutes in sympy.cancel)."""
+    import time
+
+    f = derive.parse_formula(text, {"x": X})
+    for expr in (f, sp.diff(f, X)):
+        start = time.perf_counter()
+        stable = stabilize(expr)
+        assert time.perf_counter() - start < 20, expr
+        fn = _numeric(stable, np.float64)
+        for x in (-1000.0, -3.0, 0.5, 1000.0):
+            exact = _reference(expr, x)
+            if np.isfinite(exact):
+                assert float(fn(x)) == pytest.approx(exact, rel=1e-9, abs=1e-12), (text, expr, x)
