@@ -107,9 +107,9 @@ def _exp_arguments(expr: sp.Expr) -> list[sp.Expr]:
         if a not in found and -a not in found:
             found.append(a)
 
-    for s in expr.atoms(sp.Add):
-        terms = _exp_terms(s)
-        if any(t.is_Number and t > 0 for t in s.args):
+    for total in expr.atoms(sp.Add):
+        terms = _exp_terms(total)
+        if any(t.is_Number and t > 0 for t in total.args):
             for k, a in terms:
                 if k > 0:
                     add(a)
@@ -195,15 +195,16 @@ def _in_sigmoid(poly: sp.Expr, s: sp.Dummy, a: sp.Expr) -> sp.Expr:
     if _too_big(poly, s):
         raise _GiveUp
     coeff, factors = sp.factor_list(poly, s)
-    out = coeff
-    for f, m in factors:
-        if f == s - 1:
-            out *= (-Sigmoid(-a)) ** m
-        elif f == 2 * s - 1:
-            out *= sp.tanh(a / 2) ** m
-        else:
-            out *= f.subs(s, Sigmoid(a)) ** m
-    return out
+    return coeff * sp.Mul(*[_factor_in_sigmoid(f, s, a) ** m for f, m in factors])
+
+
+def _factor_in_sigmoid(f: sp.Expr, s: sp.Dummy, a: sp.Expr) -> sp.Expr:
+    """One irreducible factor ``f`` of a polynomial in ``s = σ(a)``, printed in bounded terms."""
+    if f == s - 1:
+        return -Sigmoid(-a)
+    if f == 2 * s - 1:
+        return sp.tanh(a / 2)
+    return f.subs(s, Sigmoid(a))
 
 
 def _log_in_sigmoid(rational: sp.Expr, s: sp.Dummy, a: sp.Expr) -> sp.Expr:
@@ -223,7 +224,7 @@ def _log_in_sigmoid(rational: sp.Expr, s: sp.Dummy, a: sp.Expr) -> sp.Expr:
                 coeff *= (-1) ** m
                 out -= sign * m * Softplus(a)
             else:
-                out += sign * m * sp.log(_in_sigmoid(f, s, a))
+                out += sign * m * sp.log(_factor_in_sigmoid(f, s, a))
     if not coeff.is_positive:
         raise _GiveUp
     return sp.log(coeff) + out
@@ -266,16 +267,12 @@ def _through_sigmoid(expr: sp.Expr, a: sp.Expr) -> sp.Expr:
 
     try:
         held_u = in_u.replace(opaque, hold)   # inside out: an argument is held before its function
-        terms = sp.Add.make_args(held_u)
-        if len(terms) > 1 and _degree_bound(held_u, u) > _MAX_BOUND // 2:
-            # too big for one common denominator: each term over its own
-            if any(_degree_bound(t, u) > _MAX_BOUND for t in terms):
-                return expr
-            out = sp.Add(*[rational(t) for t in terms])
-        elif _degree_bound(held_u, u) > _MAX_BOUND:
+        parts = sp.Add.make_args(held_u)   # too big for one common denominator: each term over its own
+        if len(parts) == 1 or _degree_bound(held_u, u) <= _MAX_BOUND // 2:
+            parts = (held_u,)
+        if any(_degree_bound(p, u) > _MAX_BOUND for p in parts):
             return expr
-        else:
-            out = rational(held_u)
+        out = sp.Add(*[rational(p) for p in parts])
     except (_GiveUp, sp.PolynomialError, sp.polys.polyerrors.PolificationFailed, TypeError):
         return expr
     for _ in range(len(held)):
@@ -347,9 +344,7 @@ def stabilize(expr: sp.Expr) -> sp.Expr:
         out = out.replace(lambda e: isinstance(e, (sp.cosh, sp.sinh)), lambda e: e.rewrite(sp.exp))
     out = _softplus(_merge_exps(out))
     for base in _bases(out):
-        candidate = _through_sigmoid(out, base)
-        if candidate is not out:
-            out = candidate
+        out = _through_sigmoid(out, base)
     if any(isinstance(e.args[0], sp.Add) for e in out.atoms(sp.exp)) and not expr.has(sp.exp):
         return expr  # cosh/sinh written out but not rewritten: keep the original functions
     out = _gate_overflow(out)
