@@ -41,7 +41,7 @@ def rel_err(a, b) -> float:
 
 
 def make_data(sizes, rows, seed=0):
-    from kernels.data import make
+    from symprop.kernels.data import make
 
     if sizes[0] == 784 and sizes[-1] == 10:
         ds = make("mnist_like", n_samples=rows, seed=seed)
@@ -51,8 +51,8 @@ def make_data(sizes, rows, seed=0):
 
 
 def correctness(net, sizes, rows) -> bool:
-    import kernels
-    from kernels.optim import Adam
+    from symprop import kernels
+    from symprop.kernels.optim import Adam
 
     X, T = make_data(sizes, rows, seed=1)
     ok = True
@@ -82,8 +82,8 @@ def correctness(net, sizes, rows) -> bool:
 
 
 def symprop_rate(net, backend, X, T, batch, steps, repeat, seed=0) -> float:
-    import kernels
-    from kernels.optim import Adam
+    from symprop import kernels
+    from symprop.kernels.optim import Adam
 
     model = kernels.compile(net, backend=backend, dtype="float32", seed=seed)
     opt = Adam(lr=1e-3)
@@ -102,8 +102,7 @@ def torch_rate(net, X, T, batch, steps, repeat, seed=0) -> float | None:
         return None
     if not torch.cuda.is_available():
         return None
-    import kernels
-
+    from symprop import kernels
     dev = torch.device("cuda")
     params = kernels.compile(net, backend="cpu", dtype="float32", seed=seed).parameters   # same Glorot start
     sizes = [params["W1"].shape[1]] + [params[f"W{q}"].shape[0] for q in range(1, 100) if f"W{q}" in params]
@@ -148,8 +147,8 @@ def main(argv=None) -> int:
 
     import numba
 
-    import derive
-    from kernels.cuda_model import CudaUnavailable, require_cuda
+    from symprop import derive
+    from symprop.kernels.cuda_model import CudaUnavailable, require_cuda
 
     try:
         cuda = require_cuda()

@@ -17,7 +17,7 @@ CHILD = r"""
 import time
 t0 = time.perf_counter()
 import numpy as np
-import derive, kernels
+from symprop import derive, kernels
 net = derive.mlp([784, 256, 128, 10], activation="relu", loss="softmax_cross_entropy")
 model = kernels.compile(net, dtype="float32", backend=BACKEND)
 run = model.epoch_function(kernels.Adam(lr=1e-3))

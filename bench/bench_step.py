@@ -57,8 +57,8 @@ def data(sizes, loss, dtype, rng):
 
 
 def symprop_steps(sizes, act, loss, opt, dtype, batch, backend, repeat, X, T, order):
-    import derive
-    from kernels.compiled import compile
+    from symprop import derive
+    from symprop.kernels.compiled import compile
 
     model = compile(derive.mlp(sizes, activation=act, loss=loss), backend=backend, dtype=dtype)
     run = model.epoch_function(opt)
@@ -226,7 +226,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("SYMPROP_CACHE", os.path.join(tempfile.gettempdir(), "symprop-bench-cache"))
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-    from kernels.optim import SGD, Adam
+    from symprop.kernels.optim import SGD, Adam
 
     backends = args.backends.split(",")
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -5,7 +5,7 @@ imports neither :mod:`kernels` nor :mod:`reports`, nor numba.
 
 Examples
 --------
->>> import derive
+>>> from symprop import derive
 >>> net = derive.mlp([2, 16, 16, 1], activation="tanh", loss="mse")
 >>> d = derive.backprop(net)
 >>> print(derive.pretty_equation(d.layers[0].delta))

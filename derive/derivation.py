@@ -18,7 +18,7 @@ The graph walker then sums, for every node, the contributions of all its consume
 
 Examples
 --------
->>> from derive.build import mlp
+>>> from symprop.derive.build import mlp
 >>> d = backprop(mlp([2, 3, 1], activation="tanh", loss="mse"))
 >>> d.nodes["a1"].vjps["x"].rhs
 (1 - a1[n, i]**2)*dL/da1[n, i]

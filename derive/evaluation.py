@@ -7,9 +7,9 @@ the fast path; this is the reference that the derivation itself is right.
 
 Examples
 --------
->>> from derive.build import mlp
->>> from derive.derivation import backprop
->>> from derive.symbolic import random_values
+>>> from symprop.derive.build import mlp
+>>> from symprop.derive.derivation import backprop
+>>> from symprop.derive.symbolic import random_values
 >>> bp = backprop(mlp([2, 3, 1]))
 >>> loss, grads = evaluate(bp, random_values(bp.graph, batch=4))
 >>> grads["W1"].shape, grads["b1"].shape
@@ -93,8 +93,8 @@ def leaf_values(g: nx.DiGraph, info, values: Mapping[str, np.ndarray], needed=No
     ``needed``, default all) given, real, finite and of its shape (inputs and targets with one
     number of rows first). ValueError naming the node otherwise.
 
-    >>> from derive.build import mlp
-    >>> from derive.graph import validate
+    >>> from symprop.derive.build import mlp
+    >>> from symprop.derive.graph import validate
     >>> net = mlp([2, 1])
     >>> leaf_values(net, validate(net), {"x": [[1, 2]], "t": [[0]], "W1": [[1, 1]]})
     Traceback (most recent call last):

@@ -12,7 +12,7 @@ scalar) has no fingerprint: :func:`fingerprint` returns None and callers derive 
 
 Examples
 --------
->>> from derive.build import mlp
+>>> from symprop.derive.build import mlp
 >>> fingerprint(mlp([2, 3, 1])) == fingerprint(mlp([2, 3, 1]))
 True
 >>> fingerprint(mlp([2, 3, 1])) == fingerprint(mlp([2, 4, 1]))

@@ -253,7 +253,7 @@ def _nodes_with_op(g: nx.DiGraph, op: str) -> list[str]:
 def parameters(g: nx.DiGraph) -> list[str]:
     """Parameter nodes in topological order of their first use.
 
-    >>> from derive.build import mlp
+    >>> from symprop.derive.build import mlp
     >>> parameters(mlp([2, 3, 1]))
     ['W1', 'b1', 'W2', 'b2']
     """

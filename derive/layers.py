@@ -8,8 +8,8 @@ Nothing here states a derivative: it only substitutes what :mod:`derive.derivati
 
 Examples
 --------
->>> from derive.build import mlp
->>> from derive.derivation import backprop
+>>> from symprop.derive.build import mlp
+>>> from symprop.derive.derivation import backprop
 >>> layers = backprop(mlp([2, 3, 1], activation="tanh")).layers
 >>> layers[0].delta.rhs
 (1 - a1[n, i]**2)*(delta(2)*W2)[n, i]

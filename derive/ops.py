@@ -269,11 +269,11 @@ def number_attribute(value, name: str, *, at_least: float | None = None) -> floa
     >>> number_attribute("1/0", "alpha")
     Traceback (most recent call last):
     ...
-    derive.errors.GraphError: 'alpha' must be a finite number, got '1/0'
+    symprop.derive.errors.GraphError: 'alpha' must be a finite number, got '1/0'
     >>> number_attribute(-1, "weight", at_least=0)
     Traceback (most recent call last):
     ...
-    derive.errors.GraphError: 'weight' must be at least 0, got -1
+    symprop.derive.errors.GraphError: 'weight' must be at least 0, got -1
     """
     try:
         ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
@@ -326,7 +326,7 @@ def check_function(op: str, attrs: Mapping[str, Any]) -> None:
     >>> check_function("loss", {"function": "msee"})
     Traceback (most recent call last):
     ...
-    derive.errors.GraphError: unknown loss 'msee' (built-in: bce, bce_logits, mae, mse, softmax_cross_entropy; or give an elementwise formula in y and t such as '(y-t)**2')
+    symprop.derive.errors.GraphError: unknown loss 'msee' (built-in: bce, bce_logits, mae, mse, softmax_cross_entropy; or give an elementwise formula in y and t such as '(y-t)**2')
     """
     _check_numbers(op, attrs)
     fn = attrs.get("function")

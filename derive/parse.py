@@ -32,7 +32,7 @@ x**2/100 + log(x + 1)
 >>> parse_formula("x.__class__", {"x": x})
 Traceback (most recent call last):
 ...
-derive.parse.FormulaError: formula 'x.__class__': attribute access '.__class__' is not allowed
+symprop.derive.parse.FormulaError: formula 'x.__class__': attribute access '.__class__' is not allowed
 """
 
 from __future__ import annotations
@@ -594,7 +594,7 @@ def parse_formula(text: str, symbols: Mapping[str, sympy.Symbol]) -> sympy.Expr:
     >>> parse_formula("exp(x, x)", {"x": x})
     Traceback (most recent call last):
     ...
-    derive.parse.FormulaError: formula 'exp(x, x)': function 'exp' takes 1 argument (2 given)
+    symprop.derive.parse.FormulaError: formula 'exp(x, x)': function 'exp' takes 1 argument (2 given)
     """
     variables = _check_symbols(symbols)
     ctx = _Context(_check_text(text), dict(variables))

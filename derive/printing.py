@@ -8,8 +8,8 @@ User text (node names) is escaped in LaTeX, so any name prints as text.
 
 Examples
 --------
->>> from derive.build import mlp
->>> from derive.derivation import backprop
+>>> from symprop.derive.build import mlp
+>>> from symprop.derive.derivation import backprop
 >>> d = backprop(mlp([2, 3, 1], activation="tanh"))
 >>> print(pretty_equation(d.nodes["a1"].vjps["x"]))
 ∂L/∂z1 = ∂L/∂a1 ⊙ (1 - a1²)

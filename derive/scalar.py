@@ -15,7 +15,7 @@ Conventions (printed with the equations and tested):
 Examples
 --------
 >>> import sympy as sp
->>> from derive.ops import X, Y
+>>> from symprop.derive.ops import X, Y
 >>> derivative(sp.tanh(X)).through_output
 1 - y**2
 >>> derivative(1 / (1 + sp.exp(-X))).through_output

@@ -31,7 +31,7 @@ to an equal graph.
 Examples
 --------
 >>> import tempfile, os, networkx as nx
->>> from derive.build import mlp
+>>> from symprop.derive.build import mlp
 >>> net = mlp([2, 4, 1])
 >>> path = os.path.join(tempfile.mkdtemp(), "net.json")
 >>> save(net, path)
@@ -247,7 +247,7 @@ def _toml_string(text: str) -> str:
 def to_toml(g: nx.DiGraph) -> str:
     """The explicit-nodes TOML form of ``g``.
 
-    >>> from derive.build import mlp
+    >>> from symprop.derive.build import mlp
     >>> print(to_toml(mlp([2, 1], activation=None)).splitlines()[0])
     name = "mlp"
     """

@@ -10,7 +10,7 @@ It is what compiled gradients are checked against. It only scales to small netwo
 Examples
 --------
 >>> import numpy as np
->>> from derive.build import mlp
+>>> from symprop.derive.build import mlp
 >>> net = mlp([2, 2, 1], activation="tanh")
 >>> values = random_values(net, batch=3, seed=0)
 >>> truth = symbolic_gradients(net, values)

@@ -1,25 +1,25 @@
 """Compiled kernels: Numba code generated from the derived equations (numba is imported lazily).
 
->>> import kernels
+>>> from symprop import kernels
 >>> kernels.Adam(lr=0.01).lr
 0.01
 """
 
 _LAZY = {
-    "compile": ("kernels.compiled", "compile"),
-    "CompiledModel": ("kernels.compiled", "CompiledModel"),
-    "generate": ("kernels.codegen", "generate"),
-    "generate_epoch": ("kernels.epoch", "generate_epoch"),
-    "train": ("kernels.training", "train"),
-    "History": ("kernels.training", "History"),
-    "verify": ("kernels.verification", "verify"),
-    "assert_gradients": ("kernels.verification", "assert_gradients"),
-    "SGD": ("kernels.optim", "SGD"),
-    "Momentum": ("kernels.optim", "Momentum"),
-    "RMSprop": ("kernels.optim", "RMSprop"),
-    "Adam": ("kernels.optim", "Adam"),
-    "AdamW": ("kernels.optim", "AdamW"),
-    "get_optimizer": ("kernels.optim", "get_optimizer"),
+    "compile": (".compiled", "compile"),
+    "CompiledModel": (".compiled", "CompiledModel"),
+    "generate": (".codegen", "generate"),
+    "generate_epoch": (".epoch", "generate_epoch"),
+    "train": (".training", "train"),
+    "History": (".training", "History"),
+    "verify": (".verification", "verify"),
+    "assert_gradients": (".verification", "assert_gradients"),
+    "SGD": (".optim", "SGD"),
+    "Momentum": (".optim", "Momentum"),
+    "RMSprop": (".optim", "RMSprop"),
+    "Adam": (".optim", "Adam"),
+    "AdamW": (".optim", "AdamW"),
+    "get_optimizer": (".optim", "get_optimizer"),
 }
 __all__ = list(_LAZY)
 
@@ -29,8 +29,8 @@ def __getattr__(name):
         import importlib
 
         module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'kernels' has no attribute {name!r}")
+        return getattr(importlib.import_module(module, __name__), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():

@@ -69,7 +69,7 @@ def _versions() -> str:
 def generator_version() -> str:
     """SHA-256 of the ``kernels`` package's source files and of :func:`_versions`: what the
     generated code depends on besides the network's derivation (see :func:`derive.fingerprint`)."""
-    from derive.fingerprint import sources_digest
+    from symprop.derive.fingerprint import sources_digest
 
     return sources_digest(Path(__file__).parent, _versions())
 

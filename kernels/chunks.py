@@ -22,7 +22,7 @@ whole-batch ``prange`` form. ``N`` in a formula stays the whole batch's size in 
 
 Examples
 --------
->>> import derive
+>>> from symprop import derive
 >>> bp = derive.backprop(derive.mlp([3, 4, 2], activation="tanh", loss="mse"))
 >>> role(bp.nodes["z1"].forward, lambda n: n in {"x", "z1", "a1", "z2", "t"})
 'row'
@@ -36,7 +36,7 @@ from typing import Callable
 
 import sympy as sp
 
-from derive.ops import BATCH
+from symprop.derive.ops import BATCH
 
 __all__ = ["role"]
 

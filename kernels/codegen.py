@@ -24,7 +24,7 @@ becomes ``exp(e_c - M)/Σ exp(e - M)`` (softmax, softmax cross-entropy); any oth
 
 Examples
 --------
->>> import derive
+>>> from symprop import derive
 >>> src = generate(derive.mlp([2, 3, 1], activation="tanh"))
 >>> "def loss_and_grads(" in src and "_tanh(" in src
 True
@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
-import derive
-from derive import symbols as S
-from derive.ops import BATCH
-from derive.stable import stabilize
+from symprop import derive
+from symprop.derive import symbols as S
+from symprop.derive.ops import BATCH
+from symprop.derive.stable import stabilize
 
 from .signature import DTYPES, FUNCTION_NAME, Signature, _dtype_name, graph_signature, signature
 
@@ -112,7 +112,7 @@ def _maximal_reductions(expr) -> list:
 
 #: The import lines of every generated CPU module.
 IMPORTS = ("import math", "", "import numba", "import numpy as np", "",
-           "from kernels.vecmath import exp as _exp, tanh as _tanh  # SIMD-vectorisable, see kernels.vecmath")
+           "from symprop.kernels.vecmath import exp as _exp, tanh as _tanh  # SIMD-vectorisable, see symprop.kernels.vecmath")
 
 #: Scalar helpers every generated module defines (stable forms printed by :class:`KernelPrinter`).
 HELPERS = (

@@ -1,6 +1,6 @@
 """Compiled models: the generated Numba kernel of a network, with its parameters.
 
->>> import derive
+>>> from symprop import derive
 >>> model = compile(derive.mlp([2, 3, 1], activation="tanh"))          # doctest: +SKIP
 >>> loss, grads = model.loss_and_grads(X, T)                           # doctest: +SKIP
 >>> opt = kernels.optim.Adam(lr=1e-3)                                   # doctest: +SKIP
@@ -20,8 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
-import derive
-
+from symprop import derive
 from . import blas_threads, cache, epoch_keys
 from .outline import FunctionPointer
 from .signature import FUNCTION_NAME, Signature, _dtype_name, graph_signature

@@ -39,7 +39,7 @@ Numerics: accumulators of sums are float64 in both dtypes (as the CPU kernels: N
 
 Examples
 --------
->>> import derive
+>>> from symprop import derive
 >>> src = generate_cuda(derive.mlp([2, 3, 1], activation="tanh"))
 >>> "@cuda.jit" in src and "def forward_backward(N, b, stop, losses, ws):" in src
 True
@@ -53,7 +53,7 @@ import re
 
 import sympy as sp
 
-from derive import symbols as S
+from symprop.derive import symbols as S
 
 from .codegen import (HELPERS, KernelPrinter, _Generator, _INDENT, _Level, _dtype_name,
                       _maximal_reductions, _stabilize)
@@ -504,7 +504,7 @@ def generate_optimizer(optimizer, dtype="float64", sizes=(1,)) -> str:
     hyperparameters and the step ``t`` alone, as in :mod:`kernels.epoch`) in the model's dtype,
     ``hyper`` in :func:`kernels.epoch_keys.hyper_names` order.
 
-    >>> from kernels.optim import Adam
+    >>> from symprop.kernels.optim import Adam
     >>> src = generate_optimizer(Adam(), sizes=(6, 3))
     >>> "def update(p0_w, p0_g, p0_m, p0_v, p1_w," in src and "def scalars(hyper, t_step):" in src
     True

@@ -49,8 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-import derive
-from derive.errors import SymPropError
+from symprop import derive
+from symprop.derive.errors import SymPropError
 
 from . import cache
 from .codegen import _dtype_name, signature

@@ -96,8 +96,8 @@ tests check both forms against the serial function (1e-12 in float64).
 
 Examples
 --------
->>> import derive
->>> from kernels.optim import Adam
+>>> from symprop import derive
+>>> from symprop.kernels.optim import Adam
 >>> hyper_names(Adam(lr=1e-3))
 ('beta1', 'beta2', 'eps', 'l1', 'l2', 'lr')
 >>> optimizer_key(Adam(lr=1e-3)) == optimizer_key(Adam(lr=0.5))
@@ -115,7 +115,7 @@ from typing import Callable
 import numpy as np
 import sympy as sp
 
-from derive import symbols as S
+from symprop.derive import symbols as S
 
 from . import chunks
 from .codegen import DTYPES, HELPERS, IMPORTS, KernelPrinter, _Generator, _INDENT, _dtype_name
@@ -190,7 +190,7 @@ class OptimizerRules:
     into per-step scalars ``_o1, _o2, ...`` (``scalars``: expression -> symbol, in order).
     ``names``: the hyperparameters in :func:`hyper_names` order.
 
-    >>> from kernels.optim import SGD
+    >>> from symprop.kernels.optim import SGD
     >>> r = OptimizerRules(SGD(lr=0.1))
     >>> r.rules, dict(r.scalars)
     ([(o_w, _o1*o_g + o_w)], {-h_lr: _o1})

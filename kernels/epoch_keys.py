@@ -3,7 +3,7 @@
 vector. :mod:`kernels.epoch` generates the functions; :mod:`kernels.compiled` uses this module
 on every call, and a warm process (its code found in the cache) needs nothing more.
 
->>> from kernels.optim import Adam
+>>> from symprop.kernels.optim import Adam
 >>> hyper_names(Adam(lr=1e-3))
 ('beta1', 'beta2', 'eps', 'l1', 'l2', 'lr')
 >>> float(hyper_vector(Adam(lr=1e-3))[-1])
@@ -20,7 +20,7 @@ __all__ = ["EPOCH_FUNCTION_NAME", "PARALLEL_MIN", "CHUNK_MIN", "SPLIT_MIN_WEIGHT
            "hyper_names", "hyper_vector", "optimizer_key"]
 
 EPOCH_FUNCTION_NAME = "train_epoch"
-_BUILT_IN = "kernels.optim"
+_BUILT_IN = "symprop.kernels.optim"
 
 #: Elements (rows of a batch times the widest layer) from which the "parallel" backend runs the
 #: ``parallel=True`` epoch function, and from which its elementwise loops take ``prange``.
@@ -81,7 +81,7 @@ def optimizer_key(optimizer) -> tuple:
     without SymPy: a warm process finds its epoch function without importing it. Any other
     class is keyed by its equations themselves (SymPy's ``srepr``).
 
-    >>> from kernels.optim import SGD
+    >>> from symprop.kernels.optim import SGD
     >>> optimizer_key(SGD(lr=0.1, momentum=0.9)) == optimizer_key(SGD(lr=0.5, momentum=0.5))
     True
     >>> optimizer_key(SGD(lr=0.1, momentum=0.9)) == optimizer_key(SGD(lr=0.1))

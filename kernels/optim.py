@@ -121,7 +121,7 @@ class Optimizer:
 
     def pretty(self) -> str:
         """The update rules, one per line, in Unicode."""
-        from derive.printing import UnicodePrinter
+        from symprop.derive.printing import UnicodePrinter
 
         printer = UnicodePrinter(settings={"order": "none"})
         lines = []

@@ -8,8 +8,7 @@ The ``assert_gradients`` fixture checks a network's (or a compiled model's) grad
 :func:`kernels.verification.verify` and fails the test with a message naming the parameter, the
 reference, the worst element, the compiled and reference values and the tolerance::
 
-    import derive
-
+    from symprop import derive
     def test_my_network(assert_gradients):
         net = derive.mlp([3, 4, 2], activation="x*tanh(log(1+exp(x)))", loss="mse")
         assert_gradients(net)                    # float64 against SymPy and finite differences
@@ -24,7 +23,7 @@ import pytest
 
 # kernels.verification raises its own AssertionError; registering it means that any plain ``assert``
 # added there later is rewritten too (it must be registered before the module is imported).
-pytest.register_assert_rewrite("kernels.verification")
+pytest.register_assert_rewrite("symprop.kernels.verification")
 
 __all__ = ["assert_gradients"]
 
@@ -33,7 +32,7 @@ def _assert_gradients(net=None, backend: str = "cpu", dtype="float64", **kw):
     """``kernels.verification.assert_gradients(net, backend, dtype, **kw)``: raise AssertionError when a
     compiled gradient differs from SymPy's or from finite differences beyond the tolerance."""
     __tracebackhide__ = True
-    from kernels.verification import assert_gradients as check
+    from symprop.kernels.verification import assert_gradients as check
 
     return check(net, backend=backend, dtype=dtype, **kw)
 

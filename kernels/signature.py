@@ -1,7 +1,7 @@
 """The generated ``loss_and_grads`` function's name and argument lists, and the dtypes it is made
 for: what a compiled model needs to call code it found in the cache, without SymPy.
 
->>> import derive
+>>> from symprop import derive
 >>> net = derive.mlp([2, 3, 1])
 >>> graph_signature(net, derive.validate(net))
 Signature(inputs=('x',), targets=('t',), parameters=('W1', 'b1', 'W2', 'b2'))
@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import derive
-
+from symprop import derive
 __all__ = ["FUNCTION_NAME", "DTYPES", "Signature", "signature", "graph_signature"]
 
 FUNCTION_NAME = "loss_and_grads"

@@ -13,8 +13,8 @@ the update of the bad batch is not applied, and the checkpoint on disk is the la
 
 Examples
 --------
->>> import derive, kernels
->>> from kernels.data import make
+>>> from symprop import derive, kernels
+>>> from symprop.kernels.data import make
 >>> data = make("moons", n_samples=256, seed=0)
 >>> model = kernels.compile(derive.mlp([2, 8, 1], activation="tanh", loss="bce_logits"))  # doctest: +SKIP
 >>> history = kernels.training(model, data.X, data.targets(1), epochs=5, progress=False)       # doctest: +SKIP
@@ -36,7 +36,7 @@ from typing import Mapping
 
 import numpy as np
 
-from derive.atomic import atomic_file, check_writable
+from symprop.derive.atomic import atomic_file, check_writable
 
 __all__ = ["train", "History", "save_checkpoint", "load_checkpoint", "save_parameters", "predict", "accuracy"]
 
@@ -109,7 +109,7 @@ def predict(model, X) -> np.ndarray:
     Computed by the derived forward equations (:func:`derive.evaluation.forward_values`) with the
     model's current parameters.
     """
-    from derive.evaluation import forward_values
+    from symprop.derive.evaluation import forward_values
 
     bp = model.backprop
     sig = model.signature

@@ -45,7 +45,7 @@ Examples
 --------
 >>> TOLERANCES["float64"]["symbolic"], TOLERANCES["float32"]["finite-diff"]
 ((1e-09, 1e-12), (0.002, 1e-05))
->>> import derive
+>>> from symprop import derive
 >>> result = verify(derive.mlp([2, 3, 1], activation="tanh"))          # doctest: +SKIP
 >>> result.ok, result.parameters, result.references                     # doctest: +SKIP
 (True, ['W1', 'b1', 'W2', 'b2'], ['symbolic', 'finite-diff'])
@@ -283,8 +283,7 @@ _SYMBOLIC_MEMO: dict[str, object] = {}
 def _symbolic(net, values: Mapping[str, np.ndarray]):
     """:func:`derive.symbolic_gradients`, remembered per (network, values) in this process: the
     float64 and float32 checks of one network at one seed share it."""
-    import derive
-
+    from symprop import derive
     h = hashlib.sha256(_fingerprint(net).encode())
     for k in sorted(values):
         arr = np.ascontiguousarray(values[k], dtype=np.float64)
@@ -367,8 +366,7 @@ def verify(net=None, backend: str = "cpu", dtype="float64", batch: int = 3, seed
         The float64 compiled model whose objective is differenced (default: the model itself when
         it is float64, else ``net`` compiled in float64 with the same backend).
     """
-    import derive
-
+    from symprop import derive
     if symbolic not in ("auto", True, False):
         raise ValueError(f"symbolic must be 'auto', True or False, got {symbolic!r}")
     if fd not in ("auto", "elementwise", "directional", False, None):

@@ -7,7 +7,8 @@ and the compiled kernels are imported only when a report is written.
 
 Examples
 --------
->>> import derive, reports, tempfile, os
+>>> import tempfile, os
+>>> from symprop import derive, reports
 >>> out = os.path.join(tempfile.mkdtemp(), "mlp.tex")
 >>> result = reports.write(derive.mlp([2, 3, 1], activation="tanh"), out, pdf=False)
 >>> [p.name for p in result.figures]
@@ -22,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from derive.atomic import atomic_file
+from symprop.derive.atomic import atomic_file
 
 from .build import ReportError, compile_pdf, figures_dir, find_tex, install_hint, report_paths
 
@@ -72,8 +73,8 @@ def write(net, path: str | os.PathLike, *, history=None, verification=None, opti
     to the ``.tex`` (:func:`figures_dir`); figures of an earlier write there that this one does not
     make are removed. The same inputs give the same ``.tex`` and figure bytes.
     """
-    import derive
-    from kernels.optim import OPTIMIZERS, Adam, get_optimizer
+    from symprop import derive
+    from symprop.kernels.optim import OPTIMIZERS, Adam, get_optimizer
 
     from . import figures as F
     from . import latex as L

@@ -24,8 +24,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from derive.atomic import atomic_file, check_writable
-from derive.errors import SymPropError
+from symprop.derive.atomic import atomic_file, check_writable
+from symprop.derive.errors import SymPropError
 
 __all__ = ["ReportError", "compile_pdf", "figures_dir", "find_tex", "summarize_log", "install_hint", "TEX_PACKAGES"]
 

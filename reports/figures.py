@@ -14,8 +14,8 @@ date, so the same inputs give the same bytes.
 Examples
 --------
 >>> import sympy as sp, tempfile, os
->>> from derive.ops import X
->>> from derive.scalar import derivative
+>>> from symprop.derive.ops import X
+>>> from symprop.derive.scalar import derivative
 >>> path = os.path.join(tempfile.mkdtemp(), "tanh.pdf")
 >>> activation_figure(derivative(sp.tanh(X)), path).name
 'tanh.pdf'
@@ -64,8 +64,8 @@ def evaluate_scalar(expr, x: np.ndarray, symbol=None) -> np.ndarray:
     """Evaluate a SymPy expression of ``x`` (derive's ``X``) on an array, as derive's evaluator does."""
     import sympy as sp
 
-    from derive.evaluation import _FUNCS
-    from derive.ops import X
+    from symprop.derive.evaluation import _FUNCS
+    from symprop.derive.ops import X
 
     symbol = X if symbol is None else symbol
     fn = sp.lambdify(symbol, expr, modules=[_FUNCS, "numpy"])
@@ -131,7 +131,7 @@ def training_figure(history, path: str | os.PathLike) -> Path:
 
 def network_output(bp, parameters, X: np.ndarray) -> np.ndarray:
     """The output the loss compares with the target, for rows ``X``, by derive's forward equations."""
-    from derive.evaluation import forward_values
+    from symprop.derive.evaluation import forward_values
 
     first_input = next(v for v in bp.info.order if bp.graph.nodes[v]["op"] == "input")
     out = bp.info.args[bp.info.loss]["y"]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from derive.printing import SympropLatexPrinter, latex_escape, latex_sides
+from symprop.derive.printing import SympropLatexPrinter, latex_escape, latex_sides
 
 __all__ = ["text", "name", "document", "Figure", "graph_tikz", "node_table", "PREAMBLE"]
 
@@ -367,7 +367,7 @@ class Parts:
 
 def document(bp, parts: Parts) -> str:
     """The whole ``.tex`` text."""
-    from derive.scalar import CONVENTIONS
+    from symprop.derive.scalar import CONVENTIONS
 
     graph_name = bp.graph.graph.get("name", "network")
     total = sum(parameter_count(bp, v) for v in bp.info.order)

@@ -22,14 +22,12 @@ __all__ = ["main"]
 
 
 def _load(path: str):
-    import derive
-
+    from symprop import derive
     return derive.load(path)
 
 
 def cmd_equations(args) -> int:
-    import derive
-
+    from symprop import derive
     bp = derive.backprop(_load(args.spec))
     sys.stdout.write(bp.latex() if args.latex else bp.pretty(unicode=not args.ascii))
     return 0
@@ -38,8 +36,7 @@ def cmd_equations(args) -> int:
 def cmd_check_spec(args) -> int:
     import numpy as np
 
-    import derive
-
+    from symprop import derive
     net = _load(args.spec)
     info = derive.validate(net)
     params = derive.parameters(net)
@@ -50,15 +47,14 @@ def cmd_check_spec(args) -> int:
 
 
 def cmd_kernels(args) -> int:
-    import kernels
-
+    from symprop import kernels
     net = _load(args.spec)
     sys.stdout.write(kernels.generate(net, args.dtype))
     return 0
 
 
 def cmd_verify(args) -> int:
-    from kernels.verification import verify
+    from symprop.kernels.verification import verify
 
     net = _load(args.spec)
     result = verify(net, backend=args.backend, dtype=args.dtype, batch=args.batch, seed=args.seed)
@@ -69,8 +65,8 @@ def cmd_verify(args) -> int:
 
 def _dataset(net, spec: str, samples: int, seed: int):
     """The data set named ``spec`` for ``net`` and its target array; ValueError when sizes disagree."""
-    import derive
-    from kernels.data import resolve
+    from symprop import derive
+    from symprop.kernels.data import resolve
 
     info = derive.validate(net)
     data = resolve(spec, n_samples=samples, seed=seed)
@@ -82,7 +78,7 @@ def _dataset(net, spec: str, samples: int, seed: int):
 
 
 def _optimizer(args):
-    from kernels.optim import get_optimizer
+    from symprop.kernels.optim import get_optimizer
 
     return get_optimizer(args.optimizer, lr=args.lr, momentum=getattr(args, "momentum", None),
                          weight_decay=getattr(args, "weight_decay", None), l1=getattr(args, "l1", None),
@@ -90,8 +86,8 @@ def _optimizer(args):
 
 
 def cmd_train(args) -> int:
-    import kernels
-    from kernels.training import train
+    from symprop import kernels
+    from symprop.kernels.training import train
 
     net = _load(args.spec)
     _check_outputs(args)
@@ -108,7 +104,7 @@ def cmd_train(args) -> int:
         history.save(args.history)
         print(f"history written to {args.history}")
     if args.save:
-        from kernels.training import save_parameters
+        from symprop.kernels.training import save_parameters
 
         save_parameters(args.save, model.parameters)
         print(f"parameters written to {args.save}")
@@ -120,7 +116,7 @@ def cmd_train(args) -> int:
 
 def _check_outputs(args) -> None:
     """Refuse bad output options before the compilation and training, not after them."""
-    from derive.atomic import check_writable
+    from symprop.derive.atomic import check_writable
 
     if args.resume and not args.checkpoint:
         raise ValueError("--resume needs --checkpoint (the file to resume from)")
@@ -143,8 +139,7 @@ def _summary(history, epochs: int) -> None:
 
 def _write_report(net, out, **kw) -> tuple[int, object]:
     """``reports.write``; a LaTeX failure is printed (its log's error lines) and gives exit code 1."""
-    import reports
-
+    from symprop import reports
     try:
         result = reports.write(net, out, **kw)
     except reports.ReportError as e:
@@ -160,7 +155,7 @@ REPORT_TRAINING = {"data": "moons", "samples": 512, "epochs": 100, "batch_size":
 
 
 def cmd_report(args) -> int:
-    from reports import report_paths
+    from symprop.reports import report_paths
 
     report_paths(args.output)   # a bad name or a folder in the way: refused before any work
     given = [k for k in REPORT_TRAINING if getattr(args, k) is not None]
@@ -173,9 +168,9 @@ def cmd_report(args) -> int:
     kw: dict = {"title": args.title, "pdf": False if not args.pdf else None}
     status = 0
     if args.train:
-        import kernels
-        from kernels.training import train
-        from kernels.verification import verify
+        from symprop import kernels
+        from symprop.kernels.training import train
+        from symprop.kernels.verification import verify
 
         data, T = _dataset(net, args.data, args.samples, args.seed)
         optimizer = _optimizer(args)
@@ -204,12 +199,12 @@ DEMO = {"sizes": [2, 8, 8, 1], "activation": "tanh", "loss": "bce_logits", "data
 def cmd_demo(args) -> int:
     import time
 
-    import derive
-    import kernels
-    from kernels.data import make
-    from kernels.training import train
-    from kernels.verification import verify
-    from reports import report_paths
+    from symprop import derive
+    from symprop import kernels
+    from symprop.kernels.data import make
+    from symprop.kernels.training import train
+    from symprop.kernels.verification import verify
+    from symprop.reports import report_paths
 
     began = time.perf_counter()
     out = Path(args.out)
@@ -341,7 +336,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    from derive.errors import SymPropError
+    from symprop.derive.errors import SymPropError
 
     parser = _parser()
     try:

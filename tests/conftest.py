@@ -27,7 +27,7 @@ def compiled_model():
 
     >>> model = compiled_model(lambda: derive.mlp([2, 3, 1]), "float32")   # doctest: +SKIP
     """
-    from kernels.compiled import compile
+    from symprop.kernels.compiled import compile
 
     models: dict = {}
 

@@ -21,11 +21,11 @@ import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import derive
-from derive.ops import BATCH
-from kernels import chunks
-from kernels.epoch import generate_epoch, hyper_vector
-from kernels.optim import SGD, Adam, AdamW, RMSprop
+from symprop import derive
+from symprop.derive.ops import BATCH
+from symprop.kernels import chunks
+from symprop.kernels.epoch import generate_epoch, hyper_vector
+from symprop.kernels.optim import SGD, Adam, AdamW, RMSprop
 
 NETS = {
     "relu-sce": lambda: derive.mlp([3, 6, 5, 4], activation="relu", loss="softmax_cross_entropy"),
@@ -165,7 +165,7 @@ def test_chunked_form_is_optional_and_tanh_nets_take_it():
 
 
 def test_run_uses_chunks_for_large_batches_and_restores_blas_threads(model, monkeypatch):
-    import kernels.epoch_keys
+    import symprop.kernels.epoch_keys
     from threadpoolctl import threadpool_info
 
     m = model("relu-sce")
@@ -197,8 +197,8 @@ def _BIG():
 def test_choice_counts_parameters_and_widest_layer(compiled_model, monkeypatch):
     """Data-parallel from CHUNK_MIN of work = rows x (trained parameters + widest layer): a big
     net from batch 2 (its update is worth splitting), a tiny net only at large batches."""
-    import kernels.epoch_keys
-    from kernels import blas_threads
+    import symprop.kernels.epoch_keys
+    from symprop.kernels import blas_threads
 
     monkeypatch.setattr(blas_threads, "controllable", lambda: True)
     monkeypatch.setattr("numba.get_num_threads", lambda: 2)
@@ -265,12 +265,14 @@ def test_roles_reject_statements_that_couple_rows():
 def test_module_doctest_examples_run():
     import doctest
 
-    assert doctest.testmod(sys.modules["kernels.chunks"]).failed == 0
+    assert doctest.testmod(sys.modules["symprop.kernels.chunks"]).failed == 0
 
 
 _SECOND_PROCESS = """
 import sys
-import numpy as np, derive, kernels, kernels.epoch_keys
+import numpy as np
+from symprop import derive, kernels
+import symprop.kernels.epoch_keys
 net = derive.mlp([3, 6, 5, 4], activation="relu", loss="softmax_cross_entropy")
 model = kernels.compile(net, dtype="float64", backend="parallel")
 opt = kernels.Adam(lr=1e-3)
@@ -346,7 +348,7 @@ SPLIT_NETS = {
 
 
 def test_split_is_generated_only_for_a_big_input_layer():
-    from kernels.epoch_keys import SPLIT_MIN_WEIGHTS, SPLIT_ROWS_PER_FEATURE
+    from symprop.kernels.epoch_keys import SPLIT_MIN_WEIGHTS, SPLIT_ROWS_PER_FEATURE
 
     src = generate_epoch(SPLIT_NETS["wide-relu-sce"](), Adam(), "float32", "parallel")
     assert 256 * 256 >= SPLIT_MIN_WEIGHTS > 255 * 256

@@ -17,8 +17,8 @@ import networkx as nx
 import numpy as np
 import pytest
 
-import derive
-from derive.evaluation import forward_values
+from symprop import derive
+from symprop.derive.evaluation import forward_values
 
 SEED = 3
 BATCH = 6
@@ -124,13 +124,13 @@ def test_source_is_plain_and_commented(compiled):
 
 def test_source_is_deterministic():
     """The same network gives the same text (and so the same cache file), in any process."""
-    from kernels.codegen import generate
+    from symprop.kernels.codegen import generate
 
     net = NETS["relu_sce"]()
     src = generate(net)
     assert generate(net) == src
     assert generate(net, "float32") != src
-    code = ("import sys, derive; from kernels.codegen import generate; "
+    code = ("import sys; from symprop import derive; from symprop.kernels.codegen import generate; "
             "sys.stdout.write(generate(derive.mlp([3, 4, 3], activation='relu', loss='softmax_cross_entropy')))")
     env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONIOENCODING="utf-8")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8",
@@ -141,7 +141,7 @@ def test_source_is_deterministic():
 def _py_func_matches_interpreter(module, bp, batch: int, seed: int) -> None:
     """The generated ``loss_and_grads`` run as plain Python (``py_func``, no Numba compile) equals
     ``derive.evaluate`` at random values."""
-    from kernels.codegen import signature
+    from symprop.kernels.codegen import signature
 
     sig = signature(bp)
     values = derive.random_values(bp.graph, batch=batch, seed=seed)
@@ -157,8 +157,8 @@ def _py_func_matches_interpreter(module, bp, batch: int, seed: int) -> None:
 def test_odd_node_names_are_sanitised():
     """Names with spaces, quotes, slashes and non-ASCII letters give valid identifiers; the
     generated Python (run without Numba via ``py_func``) still matches the interpreter."""
-    from kernels import cache
-    from kernels.codegen import generate
+    from symprop.kernels import cache
+    from symprop.kernels.codegen import generate
 
     net = (derive.Builder('odd "net"\'').input('in put"""', 2).dense(3, activation="sigmoid", name="dx/dq")
            .dense(2, name="größe").softmax(name="p r/ob").loss("mse", name="loss'", target="t a r").build())
@@ -170,8 +170,8 @@ def test_odd_node_names_are_sanitised():
 
 def test_shared_weight_accumulates_python():
     """A parameter used twice gets both contributions (checked through ``py_func``, no compile)."""
-    from kernels import cache
-    from kernels.codegen import generate, signature
+    from symprop.kernels import cache
+    from symprop.kernels.codegen import generate, signature
 
     g = nx.DiGraph(name="shared")
     g.add_node("x", op="input", shape=[3])
@@ -201,8 +201,8 @@ def test_shared_weight_accumulates_python():
 # --- the cache -----------------------------------------------------------------------------------
 
 def test_second_compile_reuses_the_cached_file(compiled, kernel_cache):
-    from kernels import cache
-    from kernels.compiled import compile
+    from symprop.kernels import cache
+    from symprop.kernels.compiled import compile
 
     model = compiled("tanh_mse")
     assert model.path.parent == kernel_cache
@@ -221,7 +221,7 @@ def test_second_compile_reuses_the_cached_file(compiled, kernel_cache):
 
 
 def test_corrupt_cache_file_is_rewritten(kernel_cache):
-    from kernels import cache
+    from symprop.kernels import cache
 
     src = "# symprop cache test\nVALUE = 41 + 1\n"
     path = cache.source_path(src)
@@ -270,8 +270,8 @@ def test_a_corrupt_numba_cache_file_is_compiled_over(tmp_path, damage):
 
 
 def test_a_cache_that_cannot_be_written_is_named(monkeypatch, tmp_path):
-    import kernels
-    from kernels import cache
+    from symprop import kernels
+    from symprop.kernels import cache
 
     (tmp_path / "afile").write_text("")
     monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path / "afile"))
@@ -284,8 +284,8 @@ def test_a_cache_that_cannot_be_written_is_named(monkeypatch, tmp_path):
 
 def test_a_folder_in_place_of_an_index_entry_does_not_stop_compiling(monkeypatch, tmp_path):
     """The index only saves a later process the derivation; writing it failed the compile."""
-    import kernels
-    from kernels import cache, compiled
+    from symprop import kernels
+    from symprop.kernels import cache, compiled
 
     monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
     net = derive.mlp([2, 5, 1], activation="softsign")
@@ -299,8 +299,8 @@ def test_a_folder_in_place_of_an_index_entry_does_not_stop_compiling(monkeypatch
 def test_a_network_edited_after_compile_does_not_change_the_model():
     """The epoch function's cache name came from the edited graph but its code from the compiled
     one: tanh code was filed under the relu network's name and handed to later relu models."""
-    import kernels
-    from kernels.optim import SGD
+    from symprop import kernels
+    from symprop.kernels.optim import SGD
 
     X, T = np.linspace(-1, 1, 16).reshape(8, 2), np.full((8, 1), 0.3)
     net = derive.mlp([2, 4, 1], activation="tanh")
@@ -325,8 +325,8 @@ def _no_derivation(monkeypatch):
 def test_warm_compile_skips_the_derivation(compiled, monkeypatch):
     """A compile that finds the network's fingerprint in the index loads the remembered module
     without deriving or generating; the derivation is made only when something asks for it."""
-    from kernels import cache, optim
-    from kernels.compiled import compile
+    from symprop.kernels import cache, optim
+    from symprop.kernels.compiled import compile
 
     model = compiled("relu_sce")
     model.epoch_function(optim.SGD(lr=0.1))         # remembers the epoch source too
@@ -349,8 +349,8 @@ def test_warm_compile_skips_the_derivation(compiled, monkeypatch):
 
 
 def test_warnings_are_remembered_with_the_code(monkeypatch):
-    from kernels import cache
-    from kernels.compiled import compile
+    from symprop.kernels import cache
+    from symprop.kernels.compiled import compile
 
     make = lambda: derive.mlp([2, 3, 1], activation="step", loss="mse")   # noqa: E731
     first = compile(make())
@@ -363,8 +363,8 @@ def test_warnings_are_remembered_with_the_code(monkeypatch):
 
 @pytest.mark.parametrize("damage", ["garbage", "wrong_key", "missing_source", "edited_source", "bad_meta"])
 def test_a_bad_index_entry_is_a_miss_and_is_rewritten(monkeypatch, tmp_path, damage):
-    from kernels import cache
-    from kernels.compiled import _generated_name, compile
+    from symprop.kernels import cache
+    from symprop.kernels.compiled import _generated_name, compile
 
     monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
     net = derive.mlp([2, 3, 1], activation="tanh", loss="mae")
@@ -395,7 +395,7 @@ def test_a_bad_index_entry_is_a_miss_and_is_rewritten(monkeypatch, tmp_path, dam
 
 
 def test_no_fingerprint_means_no_index(monkeypatch, tmp_path):
-    from kernels.compiled import compile
+    from symprop.kernels.compiled import compile
 
     monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
     net = derive.mlp([2, 3, 1], activation="tanh", loss="mse")
@@ -407,7 +407,8 @@ def test_no_fingerprint_means_no_index(monkeypatch, tmp_path):
 def test_second_process_starts_without_deriving(tmp_path):
     """The fingerprint is the same in a new process, so it finds the index entries."""
     code = """
-import sys, derive, kernels
+import sys
+from symprop import derive, kernels
 net = derive.mlp([3, 4, 2], activation="relu", loss="softmax_cross_entropy")
 if sys.argv[1] == "warm":
     def refuse(g):
@@ -425,7 +426,7 @@ print(model.path.name)
 
 
 def test_cache_dir_from_environment(monkeypatch, tmp_path):
-    from kernels import cache
+    from symprop.kernels import cache
 
     monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path / "c"))
     assert cache.cache_dir() == tmp_path / "c"
@@ -485,7 +486,7 @@ def test_a_value_float32_cannot_hold_is_named(compiled):
 
 
 def test_compile_rejects_unknown_backend_and_dtype():
-    from kernels.compiled import compile
+    from symprop.kernels.compiled import compile
 
     net = NETS["tanh_mse"]()
     with pytest.raises(ValueError, match="unknown backend 'gpu'"):
@@ -515,8 +516,8 @@ def _zoo():
 ], ids=["zoo", "step_bce_logits", "sce_l1", "softmax_then_sce"])
 def test_generated_python_matches_evaluate(make):
     """More ops, checked by running the generated function as plain Python (``py_func``)."""
-    from kernels import cache
-    from kernels.codegen import generate
+    from symprop.kernels import cache
+    from symprop.kernels.codegen import generate
 
     bp = derive.backprop(make())
     _py_func_matches_interpreter(cache.load(generate(bp)), bp, batch=5, seed=4)
@@ -525,8 +526,8 @@ def test_generated_python_matches_evaluate(make):
 def test_softmax_node_is_stable_for_huge_logits_python():
     """The softmax op's forward and VJP subtract the row maximum too (plain Python's math.exp
     would raise OverflowError on exp(1000))."""
-    from kernels import cache
-    from kernels.codegen import generate, signature
+    from symprop.kernels import cache
+    from symprop.kernels.codegen import generate, signature
 
     net = derive.Builder("s").input("x", 3).dense(4).softmax().loss("mse").build()
     bp = derive.backprop(net)

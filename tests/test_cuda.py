@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import derive
-
+from symprop import derive
 ROOT = Path(__file__).resolve().parent.parent
 SIM = ROOT / "tests" / "cuda_sim"
 
@@ -130,7 +129,7 @@ def test_simulated_kernels_compile_for_a_gpu(simulated, monkeypatch):
 # --- code generation (no GPU, no simulator needed) --------------------------------------------
 
 def test_generated_source_shows_the_equations():
-    from kernels.cuda_codegen import generate_cuda
+    from symprop.kernels.cuda_codegen import generate_cuda
 
     src = generate_cuda(derive.mlp([2, 3, 1], activation="tanh", loss="mse"), "float32")
     compile(src, "<cuda module>", "exec")
@@ -145,7 +144,7 @@ def test_generated_source_shows_the_equations():
 
 
 def test_generated_rowwise_and_reduction_kernels():
-    from kernels.cuda_codegen import generate_cuda
+    from symprop.kernels.cuda_codegen import generate_cuda
 
     src = generate_cuda(derive.mlp([2, 3, 3], activation="relu", loss="softmax_cross_entropy"))
     assert "# one thread per row" in src          # softmax cross-entropy's gradient
@@ -154,8 +153,8 @@ def test_generated_rowwise_and_reduction_kernels():
 
 
 def test_generated_optimizer_from_its_rules():
-    from kernels.cuda_codegen import generate_optimizer
-    from kernels.optim import SGD
+    from symprop.kernels.cuda_codegen import generate_optimizer
+    from symprop.kernels.optim import SGD
 
     src = generate_optimizer(SGD(lr=0.1, momentum=0.9), "float32", sizes=(12, 4))
     compile(src, "<cuda optimizer>", "exec")
@@ -174,8 +173,8 @@ def no_simulator(monkeypatch):
 
 
 def test_no_gpu_message(monkeypatch, no_simulator):
-    import kernels
-    from derive.errors import SymPropError
+    from symprop import kernels
+    from symprop.derive.errors import SymPropError
     from numba import cuda
 
     monkeypatch.setattr(cuda, "is_available", lambda: False)
@@ -187,8 +186,8 @@ def test_no_gpu_message(monkeypatch, no_simulator):
 def test_no_numba_cuda_message(monkeypatch):
     import importlib.util
 
-    import kernels
-    from derive.errors import SymPropError
+    from symprop import kernels
+    from symprop.derive.errors import SymPropError
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba_cuda" else real(name, *a))

@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-import derive
-from derive import symbols as S
-from derive.evaluation import finite_differences, forward_values
+from symprop import derive
+from symprop.derive import symbols as S
+from symprop.derive.evaluation import finite_differences, forward_values
 
 
 # --- networks ------------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def test_sympy_expression_as_activation_function():
     it derives like the same formula given as a string."""
     import sympy as sp
 
-    from derive.ops import X
+    from symprop.derive.ops import X
 
     net = derive.mlp([2, 3, 1], activation="x*tanh(x)", loss="mse")
     expr_net = derive.mlp([2, 3, 1], activation="x*tanh(x)", loss="mse")

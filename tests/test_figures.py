@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import sympy as sp
 
-import derive
-from derive.ops import ACTIVATIONS, X, scalar_function
-from derive.scalar import derivative
-from reports import figures as F
+from symprop import derive
+from symprop.derive.ops import ACTIVATIONS, X, scalar_function
+from symprop.derive.scalar import derivative
+from symprop.reports import figures as F
 
 KINKS = {"step", "relu", "leaky_relu", "elu", "softsign"}
 
@@ -53,7 +53,7 @@ def test_activation_figure_bytes_are_reproducible(tmp_path):
 
 
 def history(val: bool = True):
-    from kernels.training import History
+    from symprop.kernels.training import History
 
     rows = [{"epoch": e, "steps": 4 * e, "seconds": 0.01, "loss": 1.0 / e, "accuracy": 1 - 0.5 / e,
              **({"val_loss": 1.2 / e, "val_accuracy": 1 - 0.6 / e} if val else {})} for e in range(1, 11)]
@@ -67,7 +67,7 @@ def test_training_figure(tmp_path, val):
 
 
 def test_decision_figures(tmp_path):
-    from kernels.data import make
+    from symprop.kernels.data import make
 
     rng = np.random.default_rng(0)
     moons = make("moons", n_samples=64, seed=0)
@@ -92,7 +92,7 @@ def test_network_output_matches_derive_evaluate():
     bp = derive.backprop(derive.mlp([2, 3, 1], activation="tanh"))
     values = derive.random_values(bp.graph, batch=5, seed=1)
     params = {p: values[p] for p in bp.parameters}
-    from derive.evaluation import forward_values
+    from symprop.derive.evaluation import forward_values
 
     expected = forward_values(bp, values)["z2"]
     np.testing.assert_allclose(F.network_output(bp, params, values["x"]), expected)

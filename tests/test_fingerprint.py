@@ -12,10 +12,10 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import derive
-from derive import ops
+from symprop import derive
+from symprop.derive import ops
 
-fp_module = importlib.import_module("derive.fingerprint")
+fp_module = importlib.import_module("symprop.derive.fingerprint")
 registry_text = fp_module.registry_text
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,7 +80,7 @@ def test_registry_changes_change_the_fingerprint(monkeypatch):
 
 def test_fingerprint_is_the_same_in_another_process():
     """No addresses, Dummy indices or hash seeds in it: a second process must find the same."""
-    code = ("import derive; print(derive.fingerprint(derive.mlp([4, 3, 2], activation='x*sigmoid(x)', "
+    code = ("from symprop import derive; print(derive.fingerprint(derive.mlp([4, 3, 2], activation='x*sigmoid(x)', "
             "loss='softmax_cross_entropy', penalty='l1')))")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env=None).stdout.strip() for _ in range(2)}
@@ -109,8 +109,9 @@ def test_building_validating_and_fingerprinting_need_no_sympy():
     finds its kernels by fingerprint never imports it; a formula is parsed, importing it, and the
     fingerprints do not depend on whether the built-in definitions were ever made."""
     code = """
-import sys, derive
-from derive import ops
+import sys
+from symprop import derive
+from symprop.derive import ops
 net = derive.mlp([3, 5, 2], activation="leaky_relu", loss="softmax_cross_entropy", penalty="l1", weight=0.1)
 spec = derive.load(sys.argv[1])
 fps = [derive.fingerprint(net), derive.fingerprint(spec)]

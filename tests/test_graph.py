@@ -8,8 +8,8 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-import derive
-from derive.graph import GraphInfo
+from symprop import derive
+from symprop.derive.graph import GraphInfo
 
 
 def one_line_error(g, *names: str, match: str | None = None, error=derive.GraphError) -> str:

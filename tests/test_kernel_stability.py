@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-import derive
-import kernels
-
+from symprop import derive
+from symprop import kernels
 EXTREMES = np.array([[-1000.0], [-50.0], [0.0], [50.0], [1000.0]])
 ACTIVATIONS = ["sigmoid", "tanh", "softplus", "silu", "gelu", "elu", "softsign", "x*tanh(log(1+exp(x)))",
                "x*sigmoid(x)", "exp(x)/(1+exp(x))",

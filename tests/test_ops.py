@@ -22,9 +22,9 @@ import sympy as sp
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import derive
-from derive.ops import ACTIVATIONS, ELEMENTWISE_LOSSES, PENALTIES, OPS, T, X, Y, get_op, scalar_function
-from derive.scalar import CONVENTIONS, Derivative, apply_conventions, derivative
+from symprop import derive
+from symprop.derive.ops import ACTIVATIONS, ELEMENTWISE_LOSSES, PENALTIES, OPS, T, X, Y, get_op, scalar_function
+from symprop.derive.scalar import CONVENTIONS, Derivative, apply_conventions, derivative
 
 USER_FORMULAS = ["x*tanh(log(1+exp(x)))", "x*sigmoid(x)", "0.5*x*(1+erf(x/sqrt(2)))"]
 ACTIVATION_CASES = [*ACTIVATIONS, *USER_FORMULAS]
@@ -218,7 +218,7 @@ def test_mae_derivative_at_equality_is_zero():
 
 
 def test_l1_penalty_derivative_at_zero_is_zero():
-    from derive.ops import W
+    from symprop.derive.ops import W
     d = derivative(PENALTIES["l1"], W, sp.Dummy("out"))
     assert d.in_input.subs(W, 0) == 0
 
@@ -294,7 +294,7 @@ def test_user_loss_formula_derivative():
 
 @pytest.mark.parametrize("kind", sorted(PENALTIES))
 def test_penalty_derivative_matches_finite_differences(kind):
-    from derive.ops import W
+    from symprop.derive.ops import W
     term = scalar_function("penalty", {"kind": kind, "weight": 0.25})
     d = derivative(term, W, sp.Dummy("out"))
     fn, dfn = float_function(term, W), float_function(d.in_input, W)
@@ -359,7 +359,7 @@ def test_user_formula_derivative_is_fast():
     (another: ``exp(sigmoid(sigmoid(x)*tanh(x))/2)``, about a minute).
     """
     text = "tanh(x) - erf(x) - sigmoid(2)"
-    code = ("import derive; from derive.ops import X; from derive.scalar import derivative; "
+    code = ("from symprop import derive; from symprop.derive.ops import X; from symprop.derive.scalar import derivative; "
             f"d = derivative(derive.parse_formula({text!r}, {{'x': X}})); print(d.in_input)")
     try:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=15,
@@ -374,8 +374,7 @@ def test_deeply_nested_formulas_derive_in_bounded_time():
     now tries it only up to SIMPLIFY_MAX_OPS operations. The derivative stays exact."""
     import time
 
-    import derive
-
+    from symprop import derive
     text = "sin(" * 50 + "x" + ")" * 50
     began = time.perf_counter()
     d = derive.backprop(derive.mlp([2, 3, 1], activation=text)).nodes["a1"].derivatives["x"]

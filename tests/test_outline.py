@@ -7,7 +7,7 @@ import numpy as np
 import numba
 import pytest
 
-from kernels.outline import FunctionPointer, module_level_names, outline
+from symprop.kernels.outline import FunctionPointer, module_level_names, outline
 
 
 def test_free_names_in_order_and_locals_stay_inside():

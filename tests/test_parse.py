@@ -14,7 +14,7 @@ import sympy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from derive.parse import ALLOWED_FUNCTIONS, FormulaError, parse_formula
+from symprop.derive.parse import ALLOWED_FUNCTIONS, FormulaError, parse_formula
 
 X = sympy.Symbol("x", real=True)
 Y = sympy.Symbol("y", real=True)

@@ -7,8 +7,8 @@ import functools
 import networkx as nx
 import pytest
 
-import derive
-from derive.printing import latex_escape
+from symprop import derive
+from symprop.derive.printing import latex_escape
 
 HOSTILE = r"\input{/etc/passwd}"
 

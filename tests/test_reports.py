@@ -16,10 +16,10 @@ import networkx as nx
 import numpy as np
 import pytest
 
-import derive
-import reports
-from reports import build
-from reports.latex import text as latex_text
+from symprop import derive
+from symprop import reports
+from symprop.reports import build
+from symprop.reports.latex import text as latex_text
 
 ROOT = Path(__file__).resolve().parent.parent
 EX = ROOT / "examples"
@@ -320,8 +320,8 @@ def test_import_is_light():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    import kernels
-    from kernels.data import make
+    from symprop import kernels
+    from symprop.kernels.data import make
 
     net = derive.mlp([2, 6, 1], activation="tanh", loss="bce_logits", name="moons-net")
     data = make("moons", n_samples=128, seed=0)

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import derive
-from derive.spec import from_dict, to_dict, to_toml
+from symprop import derive
+from symprop.derive.spec import from_dict, to_dict, to_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.toml") if p.name != "bad.toml")
@@ -320,7 +320,7 @@ def test_leaky_relu_alpha_from_a_spec_is_used():
                           '[[layers]]\nunits = 1\n')
     import sympy
 
-    from derive.ops import X, scalar_function
+    from symprop.derive.ops import X, scalar_function
     assert scalar_function("activation", g.nodes["a1"]).subs(X, -1) == -sympy.Rational(1, 5)
 
 

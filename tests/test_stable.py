@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import sympy as sp
 
-import derive
-from derive.ops import ACTIVATIONS, ELEMENTWISE_LOSSES, X, Y, T
-from derive.scalar import apply_conventions
-from derive.stable import NUMPY_FUNCTIONS, Sigmoid, Softplus, stabilize
+from symprop import derive
+from symprop.derive.ops import ACTIVATIONS, ELEMENTWISE_LOSSES, X, Y, T
+from symprop.derive.scalar import apply_conventions
+from symprop.derive.stable import NUMPY_FUNCTIONS, Sigmoid, Softplus, stabilize
 
 POINTS = [-1000.0, -50.0, -3.0, 0.0, 0.5, 50.0, 1000.0]
 FORMULAS = ["x*tanh(log(1+exp(x)))", "x*sigmoid(x)", "log(1+exp(x))", "exp(x)/(1+exp(x))", "1/(1+exp(-x))",

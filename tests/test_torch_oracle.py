@@ -8,8 +8,7 @@ torch's hand-written backward rules: a check entirely independent of SymPy.
 import numpy as np
 import pytest
 
-import derive
-
+from symprop import derive
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels import vecmath
+from symprop.kernels import vecmath
 
 
 @numba.njit(error_model="numpy")
@@ -107,4 +107,4 @@ def test_called_from_python_they_are_numpy():
 def test_module_doctest_examples_run():
     import doctest
 
-    assert doctest.testmod(sys.modules["kernels.vecmath"]).failed == 0
+    assert doctest.testmod(sys.modules["symprop.kernels.vecmath"]).failed == 0

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import derive
-from kernels import verification as V
+from symprop import derive
+from symprop.kernels import verification as V
 
 
 NETS = {

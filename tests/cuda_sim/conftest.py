@@ -44,7 +44,7 @@ def pytest_configure(config):
 
     from numba.cuda.simulator.kernel import FakeCUDAKernel
 
-    from kernels.cache import MODULE_PREFIX
+    from symprop.kernels.cache import MODULE_PREFIX
 
     launch = FakeCUDAKernel.__call__
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import derive
-import kernels
-from kernels.optim import SGD, Adam
+from symprop import derive
+from symprop import kernels
+from symprop.kernels.optim import SGD, Adam
 
 TOL = {"float64": 1e-10, "float32": 1e-4}
 
@@ -171,8 +171,7 @@ def test_divergence_stops_like_cpu():
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_divergence_found_after_a_check_interval(monkeypatch):
     """The host reads the stop flag every CHECK_EVERY batches: later failures are found too."""
-    import kernels.cuda_model as cm
-
+    import symprop.kernels.cuda_model as cm
     monkeypatch.setattr(cm, "CHECK_EVERY", 2)
     _, gpu = models("tanh-mse-l2", "float64")
     X, T = data(gpu, 7, seed=6)
@@ -189,7 +188,7 @@ def test_verify_cuda():
 
 
 def test_train_cuda_model():
-    from kernels.data import make
+    from symprop.kernels.data import make
 
     ds = make("xor", n_samples=32, seed=0)
     net = derive.mlp([2, 4, 1], activation="tanh", loss="bce_logits")
