@@ -41,7 +41,7 @@ def rel_err(a, b) -> float:
 
 
 def make_data(sizes, rows, seed=0):
-    from symprop.kernels.data import make
+    from symprop.kernels.training.data import make
 
     if sizes[0] == 784 and sizes[-1] == 10:
         ds = make("mnist_like", n_samples=rows, seed=seed)
@@ -52,7 +52,7 @@ def make_data(sizes, rows, seed=0):
 
 def correctness(net, sizes, rows) -> bool:
     from symprop import kernels
-    from symprop.kernels.optim import Adam
+    from symprop.kernels.training.optim import Adam
 
     X, T = make_data(sizes, rows, seed=1)
     ok = True
@@ -83,7 +83,7 @@ def correctness(net, sizes, rows) -> bool:
 
 def symprop_rate(net, backend, X, T, batch, steps, repeat, seed=0) -> float:
     from symprop import kernels
-    from symprop.kernels.optim import Adam
+    from symprop.kernels.training.optim import Adam
 
     model = kernels.compile(net, backend=backend, dtype="float32", seed=seed)
     opt = Adam(lr=1e-3)
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     import numba
 
     from symprop import derive
-    from symprop.kernels.cuda_model import CudaUnavailable, require_cuda
+    from symprop.kernels.cuda.model import CudaUnavailable, require_cuda
 
     try:
         cuda = require_cuda()

@@ -2,7 +2,7 @@
 
 Cold: a new process with an empty kernel cache (derive, generate, Numba compile, first step).
 Warm: a second new process reusing that cache: it finds the generated modules by the network's
-fingerprint (no derivation, see kernels.compiled) and Numba loads their machine code from disk.
+fingerprint (no derivation, see kernels.model) and Numba loads their machine code from disk.
 Run by hand: ``python bench/bench_first_step.py [warm runs, default 5] [backend, default cpu]``.
 With ``parallel`` the first step (batch 32) runs the data-parallel epoch, so the cold run also
 compiles that ``parallel=True`` function and the warm run loads it and Numba's OpenMP layer.

@@ -1,4 +1,4 @@
-"""Training throughput of the fused epoch function (kernels.epoch) against PyTorch eager.
+"""Training throughput of the fused epoch function (kernels.cpu.epoch) against PyTorch eager.
 
 Run: ``python bench/bench_step.py [--quick] [--backends cpu,parallel]``. Prints a table of
 steps/s: one ``train_epoch`` call runs a whole epoch (4096 random rows), timed after a warm-up
@@ -58,7 +58,7 @@ def data(sizes, loss, dtype, rng):
 
 def symprop_steps(sizes, act, loss, opt, dtype, batch, backend, repeat, X, T, order):
     from symprop import derive
-    from symprop.kernels.compiled import compile
+    from symprop.kernels.backends import compile
 
     model = compile(derive.mlp(sizes, activation=act, loss=loss), backend=backend, dtype=dtype)
     run = model.epoch_function(opt)
@@ -226,7 +226,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("SYMPROP_CACHE", os.path.join(tempfile.gettempdir(), "symprop-bench-cache"))
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-    from symprop.kernels.optim import SGD, Adam
+    from symprop.kernels.training.optim import SGD, Adam
 
     backends = args.backends.split(",")
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

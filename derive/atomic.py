@@ -3,7 +3,7 @@
 A reader never sees half a file, a failed write leaves the old file as it was and no temporary
 file behind, and the temporary name is unpredictable (``tempfile.mkstemp``). Errors name the
 file in one line (a ValueError): a folder where the file should be, no permission, a full disk.
-:mod:`derive.spec` saves networks and :mod:`kernels.training` checkpoints, parameters and
+:mod:`derive.spec` saves networks and :mod:`kernels.training.loop` checkpoints, parameters and
 histories through it.
 
 >>> import pathlib, tempfile

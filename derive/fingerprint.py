@@ -103,11 +103,13 @@ def registry_text() -> str:
 
 
 def sources_digest(folder: Path, preamble: str) -> str:
-    """SHA-256 (hex) of ``preamble`` and of every ``*.py`` file in ``folder`` (names and bytes, in
-    name order): a package's code version. :mod:`kernels.cache` uses it for ``kernels`` too."""
+    """SHA-256 (hex) of ``preamble`` and of every ``*.py`` file under ``folder``, sub-packages
+    included (paths relative to ``folder`` and bytes, in path order): a package's code version.
+    :mod:`symprop.kernels.cache` uses it for ``kernels`` too."""
     h = hashlib.sha256(preamble.encode("utf-8"))
-    for path in sorted(Path(folder).glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    folder = Path(folder)
+    for path in sorted(folder.rglob("*.py"), key=lambda p: p.relative_to(folder).as_posix()):
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 

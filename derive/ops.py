@@ -31,7 +31,7 @@ node's contributions from all of its consumers.
 SymPy is imported on first use of an expression, not with this module: the built-in tables
 (:class:`BuiltinTable`) know their names at once and make their definitions when first read,
 so validating and fingerprinting a graph of built-in ops needs no SymPy (see
-:mod:`kernels.compiled`: a warm process trains without importing it).
+:mod:`kernels.model`: a warm process trains without importing it).
 
 Examples
 --------
@@ -104,7 +104,7 @@ class BuiltinTable(MutableMapping):
 
     Its names are known at once, so validating a graph (is ``"relu"`` an activation?) and the
     network's fingerprint need no SymPy: a process that finds its generated kernels by
-    fingerprint (:mod:`kernels.compiled`) trains without importing SymPy at all. The first read
+    fingerprint (:mod:`kernels.model`) trains without importing SymPy at all. The first read
     of a value calls ``make()`` for every built-in value. A program may add, replace or delete
     entries as in a dict; :meth:`describe` tells the fingerprint which entries are no longer the
     built-ins (whose definitions the ``derive`` source, also fingerprinted, fixes).

@@ -372,5 +372,5 @@ def _np_softplus(a):
 
 
 #: NumPy implementations for ``lambdify(..., modules=[NUMPY_FUNCTIONS, "numpy"])``; the
-#: compiled kernels print the same formulas (``kernels.codegen``).
+#: compiled kernels print the same formulas (``kernels.lower.walker``).
 NUMPY_FUNCTIONS = {"Sigmoid": _np_sigmoid, "Softplus": _np_softplus}

@@ -2,7 +2,7 @@
 
 :func:`load` writes a generated module's source to ``<cache dir>/<key>.py``, where ``key`` is the
 SHA-256 of the source, of the Python, NumPy and Numba versions and of the source of
-:mod:`kernels.vecmath` (which the generated code inlines: Numba's cache would not notice it
+:mod:`kernels.cpu.vecmath` (which the generated code inlines: Numba's cache would not notice it
 change), and imports it. The cache directory is ``$SYMPROP_CACHE`` or ``~/.cache/symprop``. An existing file is never rewritten when
 its content is right (Numba keys its compiled-code cache on the file's modification time); a file
 whose content differs from the source, or that fails to import, is deleted and written again
@@ -10,7 +10,7 @@ once.
 
 :func:`remember` and :func:`recall` keep a second, small index under ``<cache dir>/derived/``:
 a name (the fingerprint of a network and of what was generated for it, see
-:func:`kernels.compiled.compile`) -> the key of the module generated for it. A second process
+:func:`kernels.model.compile`) -> the key of the module generated for it. A second process
 finds the module by the network's fingerprint and skips the derivation and code generation.
 An entry is trusted only when the module it names exists and still hashes to its key; anything
 else (missing, unreadable, malformed, stale) reads as a miss, and the caller derives again and
@@ -58,11 +58,11 @@ def _versions() -> str:
     import numba
     import numpy
 
-    from . import vecmath
+    from symprop.kernels.cpu import vecmath
 
     inlined = hashlib.sha256(Path(vecmath.__file__).read_bytes()).hexdigest()
     return (f"python {sys.version}\nnumpy {numpy.__version__}\nnumba {numba.__version__}\n"
-            f"kernels.vecmath {inlined}\n")
+            f"kernels.cpu.vecmath {inlined}\n")
 
 
 @functools.cache
@@ -75,7 +75,7 @@ def generator_version() -> str:
 
 
 def cache_key(source: str) -> str:
-    """SHA-256 (hex) of the source, the Python, NumPy and Numba versions and kernels.vecmath's source."""
+    """SHA-256 (hex) of the source, the Python, NumPy and Numba versions and kernels.cpu.vecmath's source."""
     return hashlib.sha256((source + "\n" + _versions()).encode("utf-8")).hexdigest()
 
 
@@ -263,3 +263,30 @@ def clear_memory() -> None:
         for module in _LOADED.values():
             sys.modules.pop(module.__name__, None)
         _LOADED.clear()
+
+
+def generated_name(net, *what) -> str | None:
+    """SHA-256 of the network's :func:`derive.fingerprint`, :func:`generator_version`
+    and ``what`` (which function, for which dtype, optimizer, backend); None without a fingerprint."""
+    from symprop.derive.fingerprint import fingerprint
+
+    fp = fingerprint(net)
+    if fp is None:
+        return None
+    text = "\n".join([fp, generator_version(), *map(str, what)])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def remembered(name: str | None, make, valid=lambda meta: True) -> tuple[str, dict]:
+    """``(source, meta)`` remembered under ``name`` (:func:`recall`) when ``valid(meta)``,
+    else ``make()``, whose source is written to the cache and remembered. A warm process skips
+    ``make``: the derivation (``derive.backprop``, about 0.3 s for a 784-256-128-10 net) and the
+    code generation."""
+    found = recall(name) if name is not None else None
+    if found is not None and valid(found[1]):
+        return found
+    source, meta = make()
+    if name is not None:
+        write_source(source)
+        remember(name, source, **meta)
+    return source, meta

@@ -63,18 +63,18 @@ def write(net, path: str | os.PathLike, *, history=None, verification=None, opti
           parameters=None, model=None, title: str | None = None, pdf: bool | None = None) -> ReportResult:
     """Write the report of ``net`` (a network graph or a spec file path) to ``path`` (``.tex`` or ``.pdf``).
 
-    ``history`` (:class:`kernels.training.History`) adds the training curves; ``data`` (a
-    :class:`kernels.data.Dataset`) and the trained ``parameters`` (or a compiled ``model``, whose
+    ``history`` (:class:`kernels.training.loop.History`) adds the training curves; ``data`` (a
+    :class:`kernels.training.data.Dataset`) and the trained ``parameters`` (or a compiled ``model``, whose
     parameters are used) add the decision boundary for 2-D inputs (the fitted curve for 1-D);
-    ``verification`` (:class:`kernels.verification.VerifyResult`) adds its table; ``optimizer``
-    (:class:`kernels.optim.Optimizer`) gives the update rule shown (default: the trainer's Adam).
+    ``verification`` (:class:`kernels.check.verify.VerifyResult`) adds its table; ``optimizer``
+    (:class:`kernels.training.optim.Optimizer`) gives the update rule shown (default: the trainer's Adam).
     ``pdf``: None compiles when TeX is installed, True requires it (:class:`ReportError`
     otherwise), False writes only the ``.tex`` and figures. Figures go to ``<name>-figures/`` next
     to the ``.tex`` (:func:`figures_dir`); figures of an earlier write there that this one does not
     make are removed. The same inputs give the same ``.tex`` and figure bytes.
     """
     from symprop import derive
-    from symprop.kernels.optim import OPTIMIZERS, Adam, get_optimizer
+    from symprop.kernels.training.optim import OPTIMIZERS, Adam, get_optimizer
 
     from . import figures as F
     from . import latex as L

@@ -2,7 +2,7 @@
 
 * :func:`activation_figure`: an activation ``f`` and the derivative ``f'`` that derive derived
   for it (``Derivative.in_input``, evaluated with :func:`sympy.lambdify`: no hand formula);
-* :func:`training_figure`: loss and accuracy per epoch from a :class:`kernels.training.History`;
+* :func:`training_figure`: loss and accuracy per epoch from a :class:`kernels.training.loop.History`;
 * :func:`decision_figure`: the trained network's output over the plane of 2-D data (decision
   boundary for classifiers), or its curve over 1-D data (regression).
 

@@ -58,7 +58,7 @@ _LAZY = {
     "History": (".kernels", "History"), "assert_gradients": (".kernels", "assert_gradients"),
     "SGD": (".kernels", "SGD"), "Momentum": (".kernels", "Momentum"), "RMSprop": (".kernels", "RMSprop"),
     "Adam": (".kernels", "Adam"), "AdamW": (".kernels", "AdamW"), "get_optimizer": (".kernels", "get_optimizer"),
-    "data": (".kernels.data", None),
+    "data": (".kernels.training.data", None),
     "report": (".reports", "write"),
 }
 __all__ = list(_LAZY)

@@ -54,7 +54,7 @@ def cmd_kernels(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from symprop.kernels.verification import verify
+    from symprop.kernels.check.verify import verify
 
     net = _load(args.spec)
     result = verify(net, backend=args.backend, dtype=args.dtype, batch=args.batch, seed=args.seed)
@@ -66,7 +66,7 @@ def cmd_verify(args) -> int:
 def _dataset(net, spec: str, samples: int, seed: int):
     """The data set named ``spec`` for ``net`` and its target array; ValueError when sizes disagree."""
     from symprop import derive
-    from symprop.kernels.data import resolve
+    from symprop.kernels.training.data import resolve
 
     info = derive.validate(net)
     data = resolve(spec, n_samples=samples, seed=seed)
@@ -78,7 +78,7 @@ def _dataset(net, spec: str, samples: int, seed: int):
 
 
 def _optimizer(args):
-    from symprop.kernels.optim import get_optimizer
+    from symprop.kernels.training.optim import get_optimizer
 
     return get_optimizer(args.optimizer, lr=args.lr, momentum=getattr(args, "momentum", None),
                          weight_decay=getattr(args, "weight_decay", None), l1=getattr(args, "l1", None),
@@ -87,7 +87,7 @@ def _optimizer(args):
 
 def cmd_train(args) -> int:
     from symprop import kernels
-    from symprop.kernels.training import train
+    from symprop.kernels.training.loop import train
 
     net = _load(args.spec)
     _check_outputs(args)
@@ -104,7 +104,7 @@ def cmd_train(args) -> int:
         history.save(args.history)
         print(f"history written to {args.history}")
     if args.save:
-        from symprop.kernels.training import save_parameters
+        from symprop.kernels.training.loop import save_parameters
 
         save_parameters(args.save, model.parameters)
         print(f"parameters written to {args.save}")
@@ -169,8 +169,8 @@ def cmd_report(args) -> int:
     status = 0
     if args.train:
         from symprop import kernels
-        from symprop.kernels.training import train
-        from symprop.kernels.verification import verify
+        from symprop.kernels.training.loop import train
+        from symprop.kernels.check.verify import verify
 
         data, T = _dataset(net, args.data, args.samples, args.seed)
         optimizer = _optimizer(args)
@@ -201,9 +201,9 @@ def cmd_demo(args) -> int:
 
     from symprop import derive
     from symprop import kernels
-    from symprop.kernels.data import make
-    from symprop.kernels.training import train
-    from symprop.kernels.verification import verify
+    from symprop.kernels.training.data import make
+    from symprop.kernels.training.loop import train
+    from symprop.kernels.check.verify import verify
     from symprop.reports import report_paths
 
     began = time.perf_counter()

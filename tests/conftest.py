@@ -27,7 +27,7 @@ def compiled_model():
 
     >>> model = compiled_model(lambda: derive.mlp([2, 3, 1]), "float32")   # doctest: +SKIP
     """
-    from symprop.kernels.compiled import compile
+    from symprop.kernels.backends import compile
 
     models: dict = {}
 

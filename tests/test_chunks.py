@@ -1,4 +1,4 @@
-"""The data-parallel epoch of the "parallel" backend (kernels.chunks, chunked kernels.epoch).
+"""The data-parallel epoch of the "parallel" backend (kernels.lower.chunks, chunked kernels.cpu.epoch).
 
 Each batch is split into chunks of rows, one per thread, with partial gradients added after the
 parallel region and row-independent terms (penalties) computed once outside it. The chunked
@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 
 from symprop import derive
 from symprop.derive.ops import BATCH
-from symprop.kernels import chunks
-from symprop.kernels.epoch import generate_epoch, hyper_vector
-from symprop.kernels.optim import SGD, Adam, AdamW, RMSprop
+from symprop.kernels.lower import chunks
+from symprop.kernels.cpu.epoch import generate_epoch, hyper_vector
+from symprop.kernels.training.optim import SGD, Adam, AdamW, RMSprop
 
 NETS = {
     "relu-sce": lambda: derive.mlp([3, 6, 5, 4], activation="relu", loss="softmax_cross_entropy"),
@@ -109,7 +109,7 @@ def test_random_networks_chunked_equal_serial(compiled_model, sizes, activation,
 def test_penalties_run_outside_the_parallel_region():
     src = generate_epoch(NETS["relu-mse-l2"](), Adam(), "float64", "parallel")
     assert "CHUNKED = True" in src and "n_threads" in src
-    # the prange loop calls the chunk's pass, a serial function of its own (kernels.outline),
+    # the prange loop calls the chunk's pass, a serial function of its own (kernels.lower.outline),
     # through a function-pointer argument: compiled once with its explicit signature
     loop = src[src.index("for chunk in numba.prange(n_chunks):"):]
     assert loop.splitlines()[1].strip().startswith("chunk_pass_fn(np.int64(chunk), ")
@@ -157,7 +157,7 @@ def test_update_runs_on_slices_of_every_parameter_in_parallel():
 
 
 def test_chunked_form_is_optional_and_tanh_nets_take_it():
-    """tanh is kernels.vecmath's (no objmode), so a tanh net gets the data-parallel form too."""
+    """tanh is kernels.cpu.vecmath's (no objmode), so a tanh net gets the data-parallel form too."""
     net = derive.mlp([3, 4, 2], activation="tanh", loss="softmax_cross_entropy")
     src = generate_epoch(net, Adam(), "float64", "parallel")
     assert "CHUNKED = True" in src and "_tanh(" in src and "objmode" not in src
@@ -165,7 +165,7 @@ def test_chunked_form_is_optional_and_tanh_nets_take_it():
 
 
 def test_run_uses_chunks_for_large_batches_and_restores_blas_threads(model, monkeypatch):
-    import symprop.kernels.epoch_keys
+    from symprop.kernels.cpu import epoch_keys
     from threadpoolctl import threadpool_info
 
     m = model("relu-sce")
@@ -173,11 +173,11 @@ def test_run_uses_chunks_for_large_batches_and_restores_blas_threads(model, monk
     run = m.epoch_function(opt)
     X, T, order = _data(m, 64, 0)
     before = [d["num_threads"] for d in threadpool_info()]
-    monkeypatch.setattr(kernels.epoch_keys, "CHUNK_MIN", 10 ** 9)
+    monkeypatch.setattr(epoch_keys, "CHUNK_MIN", 10 ** 9)
     m.init(1)
     l_serial, _ = run(X, T, order, 32, m.init_state(opt))
     assert not m._epoch_choice(lambda: m.epoch_kernel(opt, "parallel"), run.kernel, 32).chunked
-    monkeypatch.setattr(kernels.epoch_keys, "CHUNK_MIN", 0)
+    monkeypatch.setattr(epoch_keys, "CHUNK_MIN", 0)
     m.init(1)
     l_chunked, done = run(X, T, order, 32, m.init_state(opt))
     assert done == 2
@@ -197,8 +197,8 @@ def _BIG():
 def test_choice_counts_parameters_and_widest_layer(compiled_model, monkeypatch):
     """Data-parallel from CHUNK_MIN of work = rows x (trained parameters + widest layer): a big
     net from batch 2 (its update is worth splitting), a tiny net only at large batches."""
-    import symprop.kernels.epoch_keys
-    from symprop.kernels import blas_threads
+    from symprop.kernels.cpu import epoch_keys
+    from symprop.kernels.cpu import blas_threads
 
     monkeypatch.setattr(blas_threads, "controllable", lambda: True)
     monkeypatch.setattr("numba.get_num_threads", lambda: 2)
@@ -206,7 +206,7 @@ def test_choice_counts_parameters_and_widest_layer(compiled_model, monkeypatch):
     big = compiled_model(_BIG, "float32", "parallel")
     work_per_row = 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10 + 784   # the input is widest
     assert big._parameter_count() + big._row_width() == work_per_row
-    assert 1 * work_per_row < kernels.epoch_keys.CHUNK_MIN <= 2 * work_per_row
+    assert 1 * work_per_row < epoch_keys.CHUNK_MIN <= 2 * work_per_row
     assert big._epoch_choice(lambda: chunked, serial, 1) is serial
     assert big._epoch_choice(lambda: chunked, serial, 2) is chunked
     tiny = compiled_model(lambda: derive.mlp([2, 16, 16, 1], activation="tanh", loss="mse"), "float64", "parallel")
@@ -265,14 +265,14 @@ def test_roles_reject_statements_that_couple_rows():
 def test_module_doctest_examples_run():
     import doctest
 
-    assert doctest.testmod(sys.modules["symprop.kernels.chunks"]).failed == 0
+    assert doctest.testmod(sys.modules["symprop.kernels.lower.chunks"]).failed == 0
 
 
 _SECOND_PROCESS = """
 import sys
 import numpy as np
 from symprop import derive, kernels
-import symprop.kernels.epoch_keys
+import symprop.kernels.cpu.epoch_keys
 net = derive.mlp([3, 6, 5, 4], activation="relu", loss="softmax_cross_entropy")
 model = kernels.compile(net, dtype="float64", backend="parallel")
 opt = kernels.Adam(lr=1e-3)
@@ -281,7 +281,7 @@ rng = np.random.default_rng(0)
 X, T = rng.normal(size=(8, 3)), np.eye(4)[np.arange(8) % 4]
 X, T, order, batch, params, arrays = model._epoch_arrays(X, T, np.arange(8), 4, model.init_state(opt), ("m", "v"))
 losses = np.full(2, np.nan)
-done = fn(X, T, order, batch, *params, *arrays, kernels.epoch_keys.hyper_vector(opt), 0, losses, 2, *fn.pointers)
+done = fn(X, T, order, batch, *params, *arrays, kernels.cpu.epoch_keys.hyper_vector(opt), 0, losses, 2, *fn.pointers)
 functions = [fn, *(p.dispatcher for p in fn.pointers)]
 print(len(fn.pointers), done, sum(len(f.stats.cache_misses) for f in functions),
       sum(len(f.stats.cache_hits) for f in functions), "sympy" in sys.modules, *losses)
@@ -337,7 +337,7 @@ def test_every_region_is_typed_and_called_through_a_pointer(key):
                             "('_chunk_pass', '_add_slices', '_update_slices')")
 
 
-# --- the input layer split by features (kernels.epoch_keys.SPLIT_MIN_WEIGHTS) -----------------------
+# --- the input layer split by features (kernels.cpu.epoch_keys.SPLIT_MIN_WEIGHTS) -----------------------
 
 #: First layers of 256 x 256 = SPLIT_MIN_WEIGHTS weights: split by features up to 64-row batches.
 SPLIT_NETS = {
@@ -348,7 +348,7 @@ SPLIT_NETS = {
 
 
 def test_split_is_generated_only_for_a_big_input_layer():
-    from symprop.kernels.epoch_keys import SPLIT_MIN_WEIGHTS, SPLIT_ROWS_PER_FEATURE
+    from symprop.kernels.cpu.epoch_keys import SPLIT_MIN_WEIGHTS, SPLIT_ROWS_PER_FEATURE
 
     src = generate_epoch(SPLIT_NETS["wide-relu-sce"](), Adam(), "float32", "parallel")
     assert 256 * 256 >= SPLIT_MIN_WEIGHTS > 255 * 256

@@ -1,4 +1,4 @@
-"""Compiled kernels (kernels.codegen / kernels.cache / kernels.compiled) against the reference.
+"""Compiled kernels (kernels.cpu.loss / kernels.cache / kernels.model) against the reference.
 
 The compiled gradients must equal ``derive.evaluate(derive.backprop(net), values)``, the NumPy
 interpreter of the same derived equations. Numba compilation is slow, so every distinct network
@@ -124,13 +124,13 @@ def test_source_is_plain_and_commented(compiled):
 
 def test_source_is_deterministic():
     """The same network gives the same text (and so the same cache file), in any process."""
-    from symprop.kernels.codegen import generate
+    from symprop.kernels.cpu.loss import generate
 
     net = NETS["relu_sce"]()
     src = generate(net)
     assert generate(net) == src
     assert generate(net, "float32") != src
-    code = ("import sys; from symprop import derive; from symprop.kernels.codegen import generate; "
+    code = ("import sys; from symprop import derive; from symprop.kernels.cpu.loss import generate; "
             "sys.stdout.write(generate(derive.mlp([3, 4, 3], activation='relu', loss='softmax_cross_entropy')))")
     env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONIOENCODING="utf-8")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8",
@@ -141,7 +141,7 @@ def test_source_is_deterministic():
 def _py_func_matches_interpreter(module, bp, batch: int, seed: int) -> None:
     """The generated ``loss_and_grads`` run as plain Python (``py_func``, no Numba compile) equals
     ``derive.evaluate`` at random values."""
-    from symprop.kernels.codegen import signature
+    from symprop.kernels.lower.signature import signature
 
     sig = signature(bp)
     values = derive.random_values(bp.graph, batch=batch, seed=seed)
@@ -158,7 +158,7 @@ def test_odd_node_names_are_sanitised():
     """Names with spaces, quotes, slashes and non-ASCII letters give valid identifiers; the
     generated Python (run without Numba via ``py_func``) still matches the interpreter."""
     from symprop.kernels import cache
-    from symprop.kernels.codegen import generate
+    from symprop.kernels.cpu.loss import generate
 
     net = (derive.Builder('odd "net"\'').input('in put"""', 2).dense(3, activation="sigmoid", name="dx/dq")
            .dense(2, name="größe").softmax(name="p r/ob").loss("mse", name="loss'", target="t a r").build())
@@ -171,7 +171,8 @@ def test_odd_node_names_are_sanitised():
 def test_shared_weight_accumulates_python():
     """A parameter used twice gets both contributions (checked through ``py_func``, no compile)."""
     from symprop.kernels import cache
-    from symprop.kernels.codegen import generate, signature
+    from symprop.kernels.cpu.loss import generate
+    from symprop.kernels.lower.signature import signature
 
     g = nx.DiGraph(name="shared")
     g.add_node("x", op="input", shape=[3])
@@ -202,7 +203,7 @@ def test_shared_weight_accumulates_python():
 
 def test_second_compile_reuses_the_cached_file(compiled, kernel_cache):
     from symprop.kernels import cache
-    from symprop.kernels.compiled import compile
+    from symprop.kernels.backends import compile
 
     model = compiled("tanh_mse")
     assert model.path.parent == kernel_cache
@@ -285,11 +286,11 @@ def test_a_cache_that_cannot_be_written_is_named(monkeypatch, tmp_path):
 def test_a_folder_in_place_of_an_index_entry_does_not_stop_compiling(monkeypatch, tmp_path):
     """The index only saves a later process the derivation; writing it failed the compile."""
     from symprop import kernels
-    from symprop.kernels import cache, compiled
+    from symprop.kernels import cache
 
     monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
     net = derive.mlp([2, 5, 1], activation="softsign")
-    name = compiled._generated_name(net, "loss_and_grads", "float64")
+    name = cache.generated_name(net, "loss_and_grads", "float64")
     (tmp_path / "derived" / f"{name}.json").mkdir(parents=True)
     model = kernels.compile(net)
     assert np.isfinite(model.loss_and_grads(np.zeros((2, 2)), np.zeros((2, 1)))[0])
@@ -300,7 +301,7 @@ def test_a_network_edited_after_compile_does_not_change_the_model():
     """The epoch function's cache name came from the edited graph but its code from the compiled
     one: tanh code was filed under the relu network's name and handed to later relu models."""
     from symprop import kernels
-    from symprop.kernels.optim import SGD
+    from symprop.kernels.training.optim import SGD
 
     X, T = np.linspace(-1, 1, 16).reshape(8, 2), np.full((8, 1), 0.3)
     net = derive.mlp([2, 4, 1], activation="tanh")
@@ -325,8 +326,9 @@ def _no_derivation(monkeypatch):
 def test_warm_compile_skips_the_derivation(compiled, monkeypatch):
     """A compile that finds the network's fingerprint in the index loads the remembered module
     without deriving or generating; the derivation is made only when something asks for it."""
-    from symprop.kernels import cache, optim
-    from symprop.kernels.compiled import compile
+    from symprop.kernels import cache
+    from symprop.kernels.training import optim
+    from symprop.kernels.backends import compile
 
     model = compiled("relu_sce")
     model.epoch_function(optim.SGD(lr=0.1))         # remembers the epoch source too
@@ -350,7 +352,7 @@ def test_warm_compile_skips_the_derivation(compiled, monkeypatch):
 
 def test_warnings_are_remembered_with_the_code(monkeypatch):
     from symprop.kernels import cache
-    from symprop.kernels.compiled import compile
+    from symprop.kernels.backends import compile
 
     make = lambda: derive.mlp([2, 3, 1], activation="step", loss="mse")   # noqa: E731
     first = compile(make())
@@ -364,12 +366,13 @@ def test_warnings_are_remembered_with_the_code(monkeypatch):
 @pytest.mark.parametrize("damage", ["garbage", "wrong_key", "missing_source", "edited_source", "bad_meta"])
 def test_a_bad_index_entry_is_a_miss_and_is_rewritten(monkeypatch, tmp_path, damage):
     from symprop.kernels import cache
-    from symprop.kernels.compiled import _generated_name, compile
+    from symprop.kernels.backends import compile
+    from symprop.kernels.cache import generated_name
 
     monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
     net = derive.mlp([2, 3, 1], activation="tanh", loss="mae")
     model = compile(net)
-    name = _generated_name(net, "loss_and_grads", "float64")
+    name = generated_name(net, "loss_and_grads", "float64")
     entry = tmp_path / "derived" / f"{name}.json"
     assert cache.recall(name) == (model.source, {"warnings": []})
     if damage == "garbage":
@@ -395,7 +398,7 @@ def test_a_bad_index_entry_is_a_miss_and_is_rewritten(monkeypatch, tmp_path, dam
 
 
 def test_no_fingerprint_means_no_index(monkeypatch, tmp_path):
-    from symprop.kernels.compiled import compile
+    from symprop.kernels.backends import compile
 
     monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
     net = derive.mlp([2, 3, 1], activation="tanh", loss="mse")
@@ -486,7 +489,7 @@ def test_a_value_float32_cannot_hold_is_named(compiled):
 
 
 def test_compile_rejects_unknown_backend_and_dtype():
-    from symprop.kernels.compiled import compile
+    from symprop.kernels.backends import compile
 
     net = NETS["tanh_mse"]()
     with pytest.raises(ValueError, match="unknown backend 'gpu'"):
@@ -517,7 +520,7 @@ def _zoo():
 def test_generated_python_matches_evaluate(make):
     """More ops, checked by running the generated function as plain Python (``py_func``)."""
     from symprop.kernels import cache
-    from symprop.kernels.codegen import generate
+    from symprop.kernels.cpu.loss import generate
 
     bp = derive.backprop(make())
     _py_func_matches_interpreter(cache.load(generate(bp)), bp, batch=5, seed=4)
@@ -527,7 +530,8 @@ def test_softmax_node_is_stable_for_huge_logits_python():
     """The softmax op's forward and VJP subtract the row maximum too (plain Python's math.exp
     would raise OverflowError on exp(1000))."""
     from symprop.kernels import cache
-    from symprop.kernels.codegen import generate, signature
+    from symprop.kernels.cpu.loss import generate
+    from symprop.kernels.lower.signature import signature
 
     net = derive.Builder("s").input("x", 3).dense(4).softmax().loss("mse").build()
     bp = derive.backprop(net)

@@ -1,4 +1,4 @@
-"""The CUDA backend (kernels.cuda_codegen, kernels.cuda_model).
+"""The CUDA backend (kernels.cuda.codegen, kernels.cuda.model).
 
 CI has no GPU, so the backend's numerical tests (``tests/cuda_sim``: loss, gradients and whole
 epochs against the CPU backend, divergence, verify, train) run under Numba's CUDA simulator.
@@ -129,7 +129,7 @@ def test_simulated_kernels_compile_for_a_gpu(simulated, monkeypatch):
 # --- code generation (no GPU, no simulator needed) --------------------------------------------
 
 def test_generated_source_shows_the_equations():
-    from symprop.kernels.cuda_codegen import generate_cuda
+    from symprop.kernels.cuda.codegen import generate_cuda
 
     src = generate_cuda(derive.mlp([2, 3, 1], activation="tanh", loss="mse"), "float32")
     compile(src, "<cuda module>", "exec")
@@ -144,7 +144,7 @@ def test_generated_source_shows_the_equations():
 
 
 def test_generated_rowwise_and_reduction_kernels():
-    from symprop.kernels.cuda_codegen import generate_cuda
+    from symprop.kernels.cuda.codegen import generate_cuda
 
     src = generate_cuda(derive.mlp([2, 3, 3], activation="relu", loss="softmax_cross_entropy"))
     assert "# one thread per row" in src          # softmax cross-entropy's gradient
@@ -153,8 +153,8 @@ def test_generated_rowwise_and_reduction_kernels():
 
 
 def test_generated_optimizer_from_its_rules():
-    from symprop.kernels.cuda_codegen import generate_optimizer
-    from symprop.kernels.optim import SGD
+    from symprop.kernels.cuda.codegen import generate_optimizer
+    from symprop.kernels.training.optim import SGD
 
     src = generate_optimizer(SGD(lr=0.1, momentum=0.9), "float32", sizes=(12, 4))
     compile(src, "<cuda optimizer>", "exec")

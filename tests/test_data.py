@@ -1,4 +1,4 @@
-"""Tests for kernels.data: generators, Dataset, and the .npz/.csv loaders."""
+"""Tests for kernels.training.data: generators, Dataset, and the .npz/.csv loaders."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from symprop.kernels.data import GENERATORS, DataError, Dataset, load, make, resolve
+from symprop.kernels.training.data import GENERATORS, DataError, Dataset, load, make, resolve
 
 CLASSIFIERS = ["xor", "moons", "circles", "spirals", "spirals3"]
 
@@ -668,7 +668,7 @@ def test_messages_are_value_errors():
 
 def test_module_imports_only_numpy():
     code = (
-        "import sys; import symprop.kernels.data; "
+        "import sys; import symprop.kernels.training.data; "
         "bad = [m for m in ('numba', 'sympy', 'torch', 'scipy') if m in sys.modules]; "
         "print(','.join(bad))"
     )
@@ -683,7 +683,7 @@ def test_module_imports_only_numpy():
 
 
 def test_mnist_like_shapes_range_and_balance():
-    from symprop.kernels.data import IMAGE_GENERATORS
+    from symprop.kernels.training.data import IMAGE_GENERATORS
 
     assert set(IMAGE_GENERATORS) == {"mnist_like"} and not set(IMAGE_GENERATORS) & set(GENERATORS)
     ds = make("mnist_like", n_samples=203, seed=4)

@@ -1,4 +1,4 @@
-"""The fused training epoch (kernels.epoch, CompiledModel.epoch_function) against a NumPy loop.
+"""The fused training epoch (kernels.cpu.epoch, CompiledModel.epoch_function) against a NumPy loop.
 
 The reference runs the same batches through ``model.loss_and_grads`` (the compiled gradient
 kernel, itself checked against the derivation in test_codegen.py) and ``optimizer.step_numpy``
@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from symprop import derive
-from symprop.kernels.optim import SGD, Adam, AdamW, RMSprop
+from symprop.kernels.training.optim import SGD, Adam, AdamW, RMSprop
 
 ROWS, BATCH = 23, 5            # 4 full batches and a final batch of 3 rows
 STEP0 = 3
@@ -143,8 +143,8 @@ def test_divergence_stops_before_the_bad_update(model):
 
 def test_parallel_backend_equals_cpu(model, monkeypatch):
     """The "parallel" backend's epoch, generated with prange taken on every loop (threshold 0)."""
-    import symprop.kernels.epoch_keys
-    monkeypatch.setattr(kernels.epoch_keys, "PARALLEL_MIN", 0)
+    from symprop.kernels.cpu import epoch_keys
+    monkeypatch.setattr(epoch_keys, "PARALLEL_MIN", 0)
     cpu, par = model(), model("sce", "float64", "parallel")
     opt = Adam(lr=0.01, l2=0.01)
     X, T, order = _data(cpu, rows=40)
@@ -167,7 +167,7 @@ def test_parallel_backend_equals_cpu(model, monkeypatch):
 
 
 def test_epoch_source_is_commented_and_allocation_free(model):
-    from symprop.kernels.epoch import generate_epoch
+    from symprop.kernels.cpu.epoch import generate_epoch
 
     m = model()
     src = generate_epoch(m.backprop, Adam(), "float64")
@@ -214,7 +214,7 @@ _OPTION = st.one_of(st.just(0.0), st.floats(1e-4, 0.99))
 def test_built_in_optimizer_keys_read_from_options_match_their_equations(cls, a, b):
     """symprop's optimizers are keyed by which options are zero or false, without SymPy: two with
     the same key must have the same update equations (hyperparameters are symbols in them)."""
-    from symprop.kernels.epoch_keys import optimizer_key
+    from symprop.kernels.cpu.epoch_keys import optimizer_key
 
     def draw(data):
         options = {}
@@ -233,7 +233,7 @@ def test_built_in_optimizer_keys_read_from_options_match_their_equations(cls, a,
 def test_an_optimizer_of_the_users_is_keyed_by_its_equations():
     import sympy as sp
 
-    from symprop.kernels.epoch_keys import optimizer_key
+    from symprop.kernels.cpu.epoch_keys import optimizer_key
 
     @dataclasses.dataclass(frozen=True)
     class Clipped(SGD):
@@ -271,7 +271,7 @@ def test_numpy_scalars_are_optimizer_options():
 
 
 def test_an_option_of_another_optimizer_is_refused_by_name():
-    from symprop.kernels.optim import get_optimizer
+    from symprop.kernels.training.optim import get_optimizer
 
     with pytest.raises(ValueError, match=r"optimizer 'adam' has no option 'momentum' \(its options: lr, l1, l2, "):
         get_optimizer("adam", momentum=0.9)

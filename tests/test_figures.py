@@ -53,7 +53,7 @@ def test_activation_figure_bytes_are_reproducible(tmp_path):
 
 
 def history(val: bool = True):
-    from symprop.kernels.training import History
+    from symprop.kernels.training.loop import History
 
     rows = [{"epoch": e, "steps": 4 * e, "seconds": 0.01, "loss": 1.0 / e, "accuracy": 1 - 0.5 / e,
              **({"val_loss": 1.2 / e, "val_accuracy": 1 - 0.6 / e} if val else {})} for e in range(1, 11)]
@@ -67,7 +67,7 @@ def test_training_figure(tmp_path, val):
 
 
 def test_decision_figures(tmp_path):
-    from symprop.kernels.data import make
+    from symprop.kernels.training.data import make
 
     rng = np.random.default_rng(0)
     moons = make("moons", n_samples=64, seed=0)

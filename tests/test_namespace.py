@@ -50,7 +50,7 @@ def test_user_project_keeps_its_packages(tmp_path):
 
 
 def test_import_symprop_is_light():
-    code = ("import sys, symprop; import symprop.kernels.pytest_plugin; "
+    code = ("import sys, symprop; import symprop.kernels.check.pytest_plugin; "
             "heavy = [m for m in ('sympy', 'numba', 'numpy', 'networkx', 'symprop.derive', 'derive', 'kernels') "
             "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT.parent)

@@ -1,4 +1,4 @@
-"""kernels.outline: moving a generated prange body into a serial function of its own."""
+"""kernels.lower.outline: moving a generated prange body into a serial function of its own."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import numba
 import pytest
 
-from symprop.kernels.outline import FunctionPointer, module_level_names, outline
+from symprop.kernels.lower.outline import FunctionPointer, module_level_names, outline
 
 
 def test_free_names_in_order_and_locals_stay_inside():

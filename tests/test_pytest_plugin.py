@@ -1,4 +1,4 @@
-"""The symprop pytest plugin (kernels.pytest_plugin), run on user test files through ``pytester``."""
+"""The symprop pytest plugin (kernels.check.pytest_plugin), run on user test files through ``pytester``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ pytest_plugins = ["pytester"]
 
 USER_TESTS = '''
 from symprop import derive
-from symprop.kernels.compiled import compile
+from symprop.kernels.backends import compile
 
 NET = derive.mlp([3, 4, 2], activation="x*tanh(log(1+exp(x)))", loss="mse")
 
@@ -53,12 +53,12 @@ def user_run(pytester, kernel_cache, monkeypatch):
 
 def test_entry_point_is_registered():
     eps = entry_points(group="pytest11")
-    assert [ep.value for ep in eps if ep.name == "symprop"] == ["symprop.kernels.pytest_plugin"]
+    assert [ep.value for ep in eps if ep.name == "symprop"] == ["symprop.kernels.check.pytest_plugin"]
 
 
 def test_plugin_module_imports_only_pytest():
-    code = ("import sys; import symprop.kernels.pytest_plugin; "
-            "heavy = [m for m in ('numpy', 'sympy', 'numba', 'networkx', 'symprop.derive', 'symprop.kernels.verification') "
+    code = ("import sys; import symprop.kernels.check.pytest_plugin; "
+            "heavy = [m for m in ('numpy', 'sympy', 'numba', 'networkx', 'symprop.derive', 'symprop.kernels.check.verify') "
             "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -83,7 +83,7 @@ def test_mlp_report_pdf_has_sections_and_equations(mlp_report):
     assert "δ(1)=δ(2)W2⊙1−a21" in flat          # δ⁽¹⁾ = (δ⁽²⁾·W2) ⊙ (1 − a1²), as pdftotext lays it out
     assert "∂L" in txt and "∂W1" in txt
     assert "total" in txt and "337" in txt       # the node table's parameter total
-    assert "m←g(1−β1)+mβ1" in flat               # Adam's rule, from kernels.optim's SymPy rules
+    assert "m←g(1−β1)+mβ1" in flat               # Adam's rule, from kernels.training.optim's SymPy rules
     assert "f'(x), derived" in txt               # the activation figure's legend (matplotlib text)
 
 
@@ -321,7 +321,7 @@ def test_import_is_light():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from symprop import kernels
-    from symprop.kernels.data import make
+    from symprop.kernels.training.data import make
 
     net = derive.mlp([2, 6, 1], activation="tanh", loss="bce_logits", name="moons-net")
     data = make("moons", n_samples=128, seed=0)

@@ -7,9 +7,9 @@ import pytest
 
 from symprop import derive
 from symprop import kernels
-from symprop.kernels.data import make
-from symprop.kernels.optim import SGD, Adam
-from symprop.kernels.training import History, load_checkpoint, save_checkpoint, train
+from symprop.kernels.training.data import make
+from symprop.kernels.training.optim import SGD, Adam
+from symprop.kernels.training.loop import History, load_checkpoint, save_checkpoint, train
 from symprop.cli import main
 
 
@@ -160,7 +160,7 @@ def test_crafted_checkpoint_metadata_is_a_clear_error(net, tmp_path, edit, needl
 
 def test_parameters_named_like_savez_arguments_are_saved(tmp_path):
     """np.savez(f, **arrays) dropped a parameter named allow_pickle and failed on one named file."""
-    from symprop.kernels.training import save_parameters
+    from symprop.kernels.training.loop import save_parameters
 
     arrays = {"allow_pickle": np.arange(3.0), "file": np.ones((2, 2)), "W/1": np.zeros(1)}
     save_parameters(tmp_path / "p.npz", arrays)
@@ -172,7 +172,7 @@ def test_parameters_named_like_savez_arguments_are_saved(tmp_path):
 
 
 def test_writing_onto_a_folder_is_a_clear_error_and_leaves_nothing(tmp_path):
-    from symprop.kernels.training import save_parameters
+    from symprop.kernels.training.loop import save_parameters
 
     folder = tmp_path / "taken.npz"
     folder.mkdir()

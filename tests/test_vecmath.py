@@ -1,4 +1,4 @@
-"""kernels.vecmath: vectorisable exp and tanh, against NumPy (float64 reference) in ulps, at the
+"""kernels.cpu.vecmath: vectorisable exp and tanh, against NumPy (float64 reference) in ulps, at the
 edges (overflow, subnormals, inf, NaN), and checked to be vectorised (SIMD) in a Numba loop."""
 
 import re
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symprop.kernels import vecmath
+from symprop.kernels.cpu import vecmath
 
 
 @numba.njit(error_model="numpy")
@@ -107,4 +107,4 @@ def test_called_from_python_they_are_numpy():
 def test_module_doctest_examples_run():
     import doctest
 
-    assert doctest.testmod(sys.modules["symprop.kernels.vecmath"]).failed == 0
+    assert doctest.testmod(sys.modules["symprop.kernels.cpu.vecmath"]).failed == 0

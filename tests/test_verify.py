@@ -1,4 +1,4 @@
-"""kernels.verification: compiled gradients against SymPy and finite differences, and the checker failing.
+"""kernels.check.verify: compiled gradients against SymPy and finite differences, and the checker failing.
 
 Every network is compiled once per session into the session's temporary SYMPROP_CACHE
 (tests/conftest.py), which the user-suite run of tests/test_pytest_plugin.py reuses.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from symprop import derive
-from symprop.kernels import verification as V
+from symprop.kernels.check import verify as V
 
 
 NETS = {

@@ -2,7 +2,7 @@
 
 Run by tests/test_cuda.py in a subprocess with ``NUMBA_ENABLE_CUDASIM=1``; directly:
 ``NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda_sim``. Small networks and batches: the
-simulator runs every CUDA thread as a Python thread (its blocks are small: kernels.cuda_codegen).
+simulator runs every CUDA thread as a Python thread (its blocks are small: kernels.cuda.codegen).
 Tolerances: float64 1e-10 relative, float32 1e-4 (the issue's).
 """
 
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from symprop import derive
 from symprop import kernels
-from symprop.kernels.optim import SGD, Adam
+from symprop.kernels.training.optim import SGD, Adam
 
 TOL = {"float64": 1e-10, "float32": 1e-4}
 
@@ -171,7 +171,7 @@ def test_divergence_stops_like_cpu():
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_divergence_found_after_a_check_interval(monkeypatch):
     """The host reads the stop flag every CHECK_EVERY batches: later failures are found too."""
-    import symprop.kernels.cuda_model as cm
+    import symprop.kernels.cuda.model as cm
     monkeypatch.setattr(cm, "CHECK_EVERY", 2)
     _, gpu = models("tanh-mse-l2", "float64")
     X, T = data(gpu, 7, seed=6)
@@ -188,7 +188,7 @@ def test_verify_cuda():
 
 
 def test_train_cuda_model():
-    from symprop.kernels.data import make
+    from symprop.kernels.training.data import make
 
     ds = make("xor", n_samples=32, seed=0)
     net = derive.mlp([2, 4, 1], activation="tanh", loss="bce_logits")

@@ -3,7 +3,7 @@
 >>> from symprop import derive
 >>> model = compile(derive.mlp([2, 3, 1], activation="tanh"))          # doctest: +SKIP
 >>> loss, grads = model.loss_and_grads(X, T)                           # doctest: +SKIP
->>> opt = kernels.optim.Adam(lr=1e-3)                                   # doctest: +SKIP
+>>> opt = kernels.training.optim.Adam(lr=1e-3)                                   # doctest: +SKIP
 >>> run = model.epoch_function(opt)                                    # doctest: +SKIP
 >>> state = model.init_state(opt)                                      # doctest: +SKIP
 >>> losses, steps = run(X, T, np.random.default_rng(0).permutation(len(X)), 32, state, 0)  # doctest: +SKIP
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Mapping
@@ -21,18 +20,13 @@ from typing import Mapping
 import numpy as np
 
 from symprop import derive
-from . import blas_threads, cache, epoch_keys
-from .outline import FunctionPointer
-from .signature import FUNCTION_NAME, Signature, _dtype_name, graph_signature
+from symprop.kernels import cache
+from symprop.kernels.cpu import blas_threads, epoch_keys
+from symprop.kernels.lower.outline import FunctionPointer
+from symprop.kernels.lower.signature import FUNCTION_NAME, Signature, graph_signature
 
-__all__ = ["compile", "CompiledModel", "BACKENDS"]
+__all__ = ["CompiledModel", "compile_cpu"]
 
-#: Accepted backends. ``loss_and_grads`` is the same serial kernel for ``"cpu"`` and
-#: ``"parallel"``; the training epoch (:meth:`CompiledModel.epoch_function`) is compiled with
-#: ``parallel=True`` for ``"parallel"`` (see :mod:`kernels.epoch` for where it uses ``prange`` and
-#: why). ``"cuda"``: the same equations as numba-cuda kernels on an NVIDIA GPU
-#: (:class:`kernels.cuda_model.CudaModel`).
-BACKENDS = ("cpu", "parallel", "cuda")
 
 
 def _glorot(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -204,9 +198,9 @@ class CompiledModel:
                 for p in self.signature.parameters}
 
     def epoch_kernel(self, optimizer, backend: str | None = None):
-        """The compiled ``train_epoch`` (:mod:`kernels.epoch`) for ``optimizer``'s structure.
+        """The compiled ``train_epoch`` (:mod:`kernels.cpu.epoch`) for ``optimizer``'s structure.
 
-        Cached per :func:`kernels.epoch_keys.optimizer_key` (class, equations' structure) and backend,
+        Cached per :func:`kernels.cpu.epoch_keys.optimizer_key` (class, equations' structure) and backend,
         never per hyperparameter value: optimizers differing only in ``lr`` share one function
         object. ``backend`` defaults to the model's."""
         backend = backend or self.backend
@@ -216,11 +210,11 @@ class CompiledModel:
         fn = self._epoch_kernels.get(key)
         if fn is None:
             def make():
-                from .epoch import generate_epoch
+                from symprop.kernels.cpu.epoch import generate_epoch
 
                 return generate_epoch(self.backprop, optimizer, self.dtype.name, backend), {}
 
-            source, _ = _remembered(_generated_name(self.net, "train_epoch", repr(key), self.dtype.name), make)
+            source, _ = cache.remembered(cache.generated_name(self.net, "train_epoch", repr(key), self.dtype.name), make)
             module = cache.load(source)
             fn = getattr(module, epoch_keys.EPOCH_FUNCTION_NAME)
             fn.chunked = bool(getattr(module, "CHUNKED", False))   # the data-parallel form
@@ -233,10 +227,10 @@ class CompiledModel:
 
     def _epoch_choice(self, parallel, serial, batch_size: int):
         """The epoch function for batches of ``batch_size`` rows: the ``parallel`` backend's
-        data-parallel form from :data:`kernels.epoch_keys.CHUNK_MIN` of work (rows times the trained
+        data-parallel form from :data:`kernels.cpu.epoch_keys.CHUNK_MIN` of work (rows times the trained
         parameters plus the widest layer; with more than one Numba thread and BLAS threads under
         control), its ``prange`` form (a network that cannot be chunked) from
-        :data:`kernels.epoch_keys.PARALLEL_MIN` elements (rows times the widest layer), else the
+        :data:`kernels.cpu.epoch_keys.PARALLEL_MIN` elements (rows times the widest layer), else the
         serial function. ``parallel()`` returns the parallel function (made on first need)."""
         if self.backend != "parallel":
             return serial
@@ -313,15 +307,15 @@ class CompiledModel:
         parameters are the last good ones). ``run.kernel`` is the serial Numba function,
         ``run.hyper`` the float64 hyperparameter vector (sorted names, ``run.hyper_names``).
 
-        Backend ``"parallel"``: from :data:`kernels.epoch_keys.CHUNK_MIN` of work (``batch_size``
+        Backend ``"parallel"``: from :data:`kernels.cpu.epoch_keys.CHUNK_MIN` of work (``batch_size``
         times the trained parameters plus the widest layer) the data-parallel function runs,
         with BLAS limited to one thread for the call (or, for a network it cannot take, the
-        ``prange`` function from :data:`kernels.epoch_keys.PARALLEL_MIN` elements); smaller batches
+        ``prange`` function from :data:`kernels.cpu.epoch_keys.PARALLEL_MIN` elements); smaller batches
         run the serial function, which was faster there on 2 cores (see :meth:`_epoch_choice`).
         """
         import numba
 
-        from .epoch_keys import hyper_names, hyper_vector
+        from symprop.kernels.cpu.epoch_keys import hyper_names, hyper_vector
 
         kernel = self.epoch_kernel(optimizer, "cpu")
         hyper = hyper_vector(optimizer)
@@ -357,10 +351,9 @@ def _prefer_threading_layer(chunked: bool) -> None:
     parallel epoch function made) unless the user chose one (``NUMBA_THREADING_LAYER``).
 
     The data-parallel form (``chunked``) prefers OpenMP: it runs with BLAS limited to one thread,
-    so nothing fights OpenMP's briefly spinning threads, and a parallel region costs about 2 µs
-    against 107 µs with ``workqueue`` (measured here; one region a step: 87% against 94% of the
-    matrix products' speed at batch 1024). The ``prange`` form keeps ``workqueue``: there the
-    OpenMP layer's spinning threads fought OpenBLAS's (see :mod:`kernels.epoch`). Numba loads the
+    so nothing fights OpenMP's briefly spinning threads, and its parallel regions are far cheaper
+    than ``workqueue``'s (bench/RESULTS.md). The ``prange`` form keeps ``workqueue``: there the
+    OpenMP layer's spinning threads fight OpenBLAS's (see :mod:`kernels.cpu.epoch`). Numba loads the
     layer at the first parallel call, so only the first choice in a process counts.
     """
     import os
@@ -377,65 +370,33 @@ def _prefer_threading_layer(chunked: bool) -> None:
         numba.config.THREADING_LAYER = "workqueue"
 
 
-def compile(net, backend: str = "cpu", dtype="float64", seed: int = 0) -> CompiledModel:
-    """Generate, cache, import and wrap the Numba kernel of ``net`` (see :mod:`kernels.codegen`).
+def compile_cpu(net, dtype: str, seed: int = 0, backend: str = "cpu") -> CompiledModel:
+    """The CPU backends' model of ``net`` (``backend`` ``"cpu"`` or ``"parallel"``; called through
+    :func:`symprop.kernels.backends.compile`): generate, cache, import and wrap its Numba kernel
+    (see :mod:`kernels.cpu.loss`).
 
-    ``backend`` is ``"cpu"`` or ``"parallel"`` (``loss_and_grads`` is serial for both; the
-    epoch functions of :meth:`CompiledModel.epoch_function` differ, see :mod:`kernels.epoch`),
-    or ``"cuda"`` (:func:`kernels.cuda_model.compile_cuda`: a :class:`CompiledModel` subclass
-    with the same API whose kernels run on an NVIDIA GPU; a clear error without one).
-    ``dtype`` is ``"float64"`` or ``"float32"``. Numba compiles on the first call of the
-    kernel, and caches the machine code next to the generated file. A network compiled before
-    (same :func:`derive.fingerprint`, same ``kernels`` source) is not derived again: its module is
-    found through :func:`kernels.cache.recall`, and :attr:`CompiledModel.backprop` is derived
-    on first use.
+    ``loss_and_grads`` is serial for both; the epoch functions of
+    :meth:`CompiledModel.epoch_function` differ (see :mod:`kernels.cpu.epoch`). Numba compiles on
+    the first call of the kernel, and caches the machine code next to the generated file. A
+    network compiled before (same :func:`derive.fingerprint`, same ``kernels`` source) is not
+    derived again: its module is found through :func:`kernels.cache.recall`, and
+    :attr:`CompiledModel.backprop` is derived on first use.
     """
-    if not isinstance(backend, str) or backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
-    name = _dtype_name(dtype)
-    if backend == "cuda":
-        from .cuda_model import compile_cuda
-
-        return compile_cuda(net, name, seed)
+    name = dtype
     info = derive.validate(net)
     bp = None   # derived only when the index has no sound entry for this network
 
     def derive_and_generate():
-        from .codegen import generate
+        from symprop.kernels.cpu.loss import generate
 
         nonlocal bp
         bp = derive.backprop(net)
         return generate(bp, name), {"warnings": list(bp.warnings)}
 
-    source, meta = _remembered(_generated_name(net, "loss_and_grads", name), derive_and_generate,
+    source, meta = cache.remembered(cache.generated_name(net, "loss_and_grads", name), derive_and_generate,
                                valid=lambda meta: isinstance(meta.get("warnings"), list)
                                and all(isinstance(w, str) for w in meta["warnings"]))
     module = cache.load(source)
     return CompiledModel(net, source, Path(module.__file__), getattr(module, FUNCTION_NAME),
                          bp, graph_signature(net, info), name, backend, seed,
                          info=info, warnings=meta.get("warnings"))
-
-
-def _generated_name(net, *what) -> str | None:
-    """SHA-256 of the network's :func:`derive.fingerprint`, :func:`kernels.cache.generator_version`
-    and ``what`` (which function, for which dtype, optimizer, backend); None without a fingerprint."""
-    fp = derive.fingerprint(net)
-    if fp is None:
-        return None
-    text = "\n".join([fp, cache.generator_version(), *map(str, what)])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _remembered(name: str | None, make, valid=lambda meta: True) -> tuple[str, dict]:
-    """``(source, meta)`` remembered under ``name`` (:func:`kernels.cache.recall`) when ``valid(meta)``,
-    else ``make()``, whose source is written to the cache and remembered. A warm process skips
-    ``make``: the derivation (``derive.backprop``, about 0.3 s for a 784-256-128-10 net) and the
-    code generation."""
-    found = cache.recall(name) if name is not None else None
-    if found is not None and valid(found[1]):
-        return found
-    source, meta = make()
-    if name is not None:
-        cache.write_source(source)
-        cache.remember(name, source, **meta)
-    return source, meta

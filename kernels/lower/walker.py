@@ -1,32 +1,29 @@
-"""Generate Numba source for a network's forward pass, loss and gradients, from the derived equations.
+"""The one walk over a network's derived equations, printing each as Python for Numba.
 
-:func:`generate` walks the equations that :func:`derive.backprop` derived (the same ones that
-:func:`derive.evaluate` interprets) and prints each as Python:
+:class:`EquationWalker` walks the equations that :func:`symprop.derive.backprop` derived (the same
+ones that :func:`symprop.derive.evaluate` interprets) and prints each one:
 
 * ``matrix`` equations (``x·W1ᵀ + 𝟙·b1ᵀ``, ``∂L/∂z1ᵀ·x``, ``∂L/∂z2·W2``) become NumPy array
   expressions: products ``@``, ``𝟙·bᵀ`` a broadcast row, ``Gᵀ·𝟙`` a column sum;
 * ``index`` equations become explicit loops over their free indices, the right-hand side printed
-  by a :class:`sympy.printing.pycode.PythonCodePrinter` subclass after :func:`sympy.cse`;
+  by :class:`~symprop.kernels.lower.printer.KernelPrinter` after :func:`sympy.cse`;
   every ``Sum`` becomes an accumulator loop, placed outside the loops it does not depend on;
 * ``scalar`` equations (the loss, penalties) become accumulator loops without outer loops.
 
-The same walk (:meth:`_Generator.walk`) also prints the body of the training epoch's batch loop
-(:mod:`kernels.epoch`), in workspace mode: every intermediate written into a buffer allocated
-once, products as ``np.dot(a, b, out)``, no temporaries.
+It prints in two modes: ``loss_and_grads`` (:mod:`symprop.kernels.cpu.loss`), where every
+intermediate is allocated where it is computed, and the body of the training epoch's batch loop
+(:mod:`symprop.kernels.cpu.epoch`), in workspace mode: every intermediate written into a buffer
+allocated once, products as ``np.dot(a, b, out)``, no temporaries. The CUDA backend
+(:mod:`symprop.kernels.cuda.codegen`) subclasses it and overrides the three statement printers.
 
 No derivative and no per-op formula is written here: every statement is printed from an
-equation, and the equation is repeated as a comment above it.
+equation, and the equation is repeated as a comment above it. Kernels dispatch only on an
+equation's form (matrix, index, scalar), never on op names.
 
-Row reductions ``Σ_l exp(e_l)`` are evaluated stably: the row maximum ``M = max_l e_l`` is
-computed first and ``log Σ exp(e)`` becomes ``M + log Σ exp(e - M)``, ``exp(e_c)/Σ exp(e)``
-becomes ``exp(e_c - M)/Σ exp(e - M)`` (softmax, softmax cross-entropy); any other use is
-``exp(M)·Σ exp(e - M)``, which is exact.
-
-Examples
---------
 >>> from symprop import derive
->>> src = generate(derive.mlp([2, 3, 1], activation="tanh"))
->>> "def loss_and_grads(" in src and "_tanh(" in src
+>>> w = EquationWalker(derive.mlp([2, 3, 1], activation="tanh"), "float64")
+>>> total = w.walk()
+>>> any("_tanh(" in line for line in w.body)
 True
 """
 
@@ -36,224 +33,23 @@ import re
 from dataclasses import dataclass, field
 
 import sympy as sp
-from sympy.printing.pycode import PythonCodePrinter
 
 from symprop import derive
 from symprop.derive import symbols as S
 from symprop.derive.ops import BATCH
-from symprop.derive.stable import stabilize
 
-from .signature import DTYPES, FUNCTION_NAME, Signature, _dtype_name, graph_signature, signature
+from .printer import INDENT, KernelPrinter, Names, RowCached, RowMax, maximal_reductions
+from .signature import DTYPES, signature
+from .stable import stabilize_rows
 
-__all__ = ["generate", "Signature", "signature", "graph_signature", "FUNCTION_NAME", "DTYPES"]
-
-_INDENT = "    "
-
-
-# --- names ---------------------------------------------------------------------------------------
-
-class _Names:
-    """Safe, unique Python identifiers for every SymPy array name (``z1``, ``dL/dz1``)."""
-
-    def __init__(self):
-        self._ids: dict[str, str] = {}
-        self._count = 0
-
-    def __call__(self, name: str) -> str:
-        if name not in self._ids:
-            kind, node = S.parse_name(name)
-            stem = re.sub(r"[^0-9A-Za-z_]", "_", node)[:40]
-            prefix = "g" if kind == "grad" else "v"
-            self._ids[name] = f"{prefix}_{stem}_{self._count}"
-            self._count += 1
-        return self._ids[name]
-
-
-# --- reductions ----------------------------------------------------------------------------------
-
-class RowMax(sp.Function):
-    """``max over var in [lo, hi] of expr`` (unevaluated; only printed as a loop)."""
-
-    nargs = 4
-
-    @property
-    def free_symbols(self):
-        expr, var, lo, hi = self.args
-        return (expr.free_symbols - {var}) | lo.free_symbols | hi.free_symbols
-
-
-class RowCached(sp.Function):
-    """``buffer[row]``: a row reduction computed by an earlier statement and kept per row
-    (printed as an array element; see :meth:`_Emitter.reduction`)."""
-
-    nargs = 2
-
-
-def _is_reduction(e) -> bool:
-    return isinstance(e, (sp.Sum, RowMax))
-
-
-def _maximal_reductions(expr) -> list:
-    """Reductions in ``expr`` that are not inside another reduction, in first-seen order."""
-    found: list = []
-
-    def walk(e):
-        if _is_reduction(e):
-            if e not in found:
-                found.append(e)
-            return
-        for a in e.args:
-            if isinstance(a, sp.Basic):
-                walk(a)
-
-    walk(expr)
-    return found
-
-
-#: The import lines of every generated CPU module.
-IMPORTS = ("import math", "", "import numba", "import numpy as np", "",
-           "from symprop.kernels.vecmath import exp as _exp, tanh as _tanh  # SIMD-vectorisable, see symprop.kernels.vecmath")
-
-#: Scalar helpers every generated module defines (stable forms printed by :class:`KernelPrinter`).
-HELPERS = (
-    "@numba.njit(inline=\"always\")",
-    "def _heaviside(x, h0):",
-    "    return 1.0 if x > 0 else (h0 if x == 0 else 0.0)",
-    "",
-    "",
-    "@numba.njit(inline=\"always\")",
-    "def _sign(x):",
-    "    return 1.0 if x > 0 else (-1.0 if x < 0 else (0.0 if x == 0 else x))",
-    "",
-    "",
-    "@numba.njit(inline=\"always\")",
-    "def _sigmoid(a):",
-    "    # 1/(1+exp(-a)) for a >= 0, exp(a)/(1+exp(a)) otherwise: exp of a non-positive number only",
-    "    e = _exp(-abs(a))",
-    "    return (1.0 if a >= 0 else e) / (1.0 + e)",
-    "",
-    "",
-    "@numba.njit(inline=\"always\")",
-    "def _softplus(a):",
-    "    # log(1+exp(a)) without overflow",
-    "    return max(a, 0.0) + math.log1p(_exp(-abs(a)))",
-    "",
-    "",
-)
-
-
-def _stable_elementwise(expr: sp.Expr) -> sp.Expr:
-    """:func:`derive.stable.stabilize` on an element expression (sigmoid/softplus patterns).
-
-    Elements ``x[n, i]`` and sums are swapped for plain symbols while rewriting; the bodies of
-    sums are rewritten the same way, inside out.
-    """
-    if not isinstance(expr, sp.Expr) or isinstance(expr, sp.MatrixExpr) or not expr.has(sp.exp, sp.cosh, sp.sinh):
-        return expr
-    expr = expr.replace(lambda e: isinstance(e, sp.Sum),
-                        lambda e: sp.Sum(_stable_elementwise(e.function), *e.limits))
-    opaque = sorted(expr.atoms(sp.Indexed) | expr.atoms(sp.Sum), key=sp.default_sort_key)
-    plain = {a: sp.Dummy(real=True) for a in opaque}
-    out = stabilize(expr.xreplace(plain))
-    return out.xreplace({v: k for k, v in plain.items()})
-
-
-def _stabilize(expr: sp.Expr) -> sp.Expr:
-    """Rewrite every ``Σ_l exp(e_l)`` with the row maximum subtracted (see the module docstring),
-    and elementwise sigmoid/softplus patterns through their stable forms."""
-    expr = _stable_elementwise(expr)
-    sums = [s for s in sorted(expr.atoms(sp.Sum), key=sp.default_sort_key)
-            if len(s.limits) == 1 and isinstance(s.function, sp.exp) and s.limits[0][0] in s.function.free_symbols]
-    for s in sums:
-        var, lo, hi = s.limits[0]
-        e = s.function.args[0]
-        M = RowMax(e, var, lo, hi)
-        shifted = sp.Sum(sp.exp(e - M), (var, lo, hi))
-        w = sp.Wild("w")
-        pattern = e.xreplace({var: w})
-
-        def shift_exp(f):
-            if isinstance(f, sp.exp):
-                match = f.args[0].match(pattern)
-                if match is not None and w in match:
-                    return sp.exp(f.args[0] - M)
-            return None
-
-        def rewrite_mul(mul):
-            factors = list(mul.args)
-            inverse = [q for q, f in enumerate(factors) if f == sp.Pow(s, -1)]
-            shifted_exps = [(q, shift_exp(f)) for q, f in enumerate(factors)]
-            shifted_exps = [(q, f) for q, f in shifted_exps if f is not None]
-            if not inverse or not shifted_exps:
-                return mul
-            factors[inverse[0]] = sp.Pow(shifted, -1)
-            q, f = shifted_exps[0]
-            factors[q] = f
-            return sp.Mul(*factors, evaluate=False)
-
-        expr = expr.replace(lambda x: isinstance(x, sp.Mul) and sp.Pow(s, -1) in x.args, rewrite_mul)
-        expr = expr.replace(lambda x: isinstance(x, sp.log) and x.args[0] == s, lambda x: M + sp.log(shifted))
-        expr = expr.xreplace({s: sp.exp(M) * shifted})
-    return expr
-
-
-# --- printing ------------------------------------------------------------------------------------
-
-class KernelPrinter(PythonCodePrinter):
-    """Prints scalar element expressions for a Numba loop body (``arr[n, i]``, ``_exp``).
-
-    ``exp`` and ``tanh`` print as ``_exp``/``_tanh``: :mod:`kernels.vecmath`'s vectorisable
-    functions in CPU modules, ``math.exp``/``math.tanh`` in CUDA modules."""
-
-    def __init__(self, names: _Names, settings=None):
-        super().__init__(settings or {"fully_qualified_modules": True, "standard": "python3"})
-        self._names = names
-
-    def _print_Indexed(self, expr):
-        indices = ", ".join(self._print(i) for i in expr.indices)
-        return f"{self._names(str(expr.base.label))}[{indices}]"
-
-    def _print_Heaviside(self, expr):
-        args = expr.args
-        h0 = args[1] if len(args) > 1 else sp.S.Half
-        return f"_heaviside({self._print(args[0])}, {self._print(sp.Float(h0))})"
-
-    def _print_sign(self, expr):
-        return f"_sign({self._print(expr.args[0])})"
-
-    def _print_exp(self, expr):
-        return f"_exp({self._print(expr.args[0])})"
-
-    def _print_tanh(self, expr):
-        return f"_tanh({self._print(expr.args[0])})"
-
-    def _print_Sigmoid(self, expr):
-        return f"_sigmoid({self._print(expr.args[0])})"
-
-    def _print_Softplus(self, expr):
-        return f"_softplus({self._print(expr.args[0])})"
-
-    def _print_Sum(self, expr):  # pragma: no cover - sums are turned into loops before printing
-        raise ValueError("internal: a Sum reached the printer (it should have become a loop)")
-
-    def _print_RowMax(self, expr):  # pragma: no cover
-        raise ValueError("internal: a row maximum reached the printer")
-
-    def _print_RowCached(self, expr):
-        return f"{expr.args[0].name}[{self._print(expr.args[1])}]"
-
-    def _print_Rational(self, expr):
-        return f"{expr.p}/{expr.q}" if expr.q != 1 else str(expr.p)
-
-    def _print_Half(self, expr):
-        return "0.5"
+__all__ = ["EquationWalker", "Emitter", "Level"]
 
 
 _ROW = sp.Symbol("_row_index", integer=True)   # the batch row, in canonical row-reduction keys
 
 
 @dataclass
-class _Level:
+class Level:
     """One loop of a nest (``index`` None: the statement's own level), with its preamble."""
 
     index: sp.Symbol | None
@@ -262,7 +58,7 @@ class _Level:
     stmts: list[str] = field(default_factory=list)
 
 
-class _Emitter:
+class Emitter:
     """Turns scalar SymPy expressions into loop nests, hoisting reductions and temporaries."""
 
     def __init__(self, printer: KernelPrinter, row_buffer=None):
@@ -287,10 +83,10 @@ class _Emitter:
             stop = stop.xreplace({BATCH: self.loop_rows})
         return f"range({self.p.doprint(stop)})" if lo == 0 else f"range({self.p.doprint(lo)}, {self.p.doprint(stop)})"
 
-    def expr(self, expr: sp.Expr, levels: list[_Level], cse: bool = True) -> str:
+    def expr(self, expr: sp.Expr, levels: list[Level], cse: bool = True) -> str:
         """Code for ``expr`` evaluated in the innermost of ``levels``; preambles added to levels."""
         replacements = {}
-        for red in _maximal_reductions(expr):
+        for red in maximal_reductions(expr):
             replacements[red] = self.reduction(red, levels)
         if replacements:
             expr = expr.xreplace(replacements)
@@ -305,7 +101,7 @@ class _Emitter:
         while True:
             yield self.fresh("_t")
 
-    def _row_key(self, red, levels: list[_Level], depth: int):
+    def _row_key(self, red, levels: list[Level], depth: int):
         """The reduction with its row index made canonical, when an earlier statement's result for
         the same row can stand in for it: it depends on the batch row (the first loop, over all N
         rows) and on no other loop, and reads no gradient array (forward values are written once
@@ -319,7 +115,7 @@ class _Emitter:
             return None
         return red.xreplace({row.index: _ROW})
 
-    def reduction(self, red, levels: list[_Level]) -> sp.Expr:
+    def reduction(self, red, levels: list[Level]) -> sp.Expr:
         """The symbol (or kept row value) standing for reduction ``red``, its loop added to the
         preamble of the outermost level it depends on. A row reduction already computed by an
         earlier statement (say the softmax's ``max`` and ``Σ exp`` of the loss, needed again by its
@@ -347,7 +143,7 @@ class _Emitter:
             sym = self.fresh("_sum")
             init, update = "0.0", "{acc} += {value}"
         # Sum(f, (a, ..), (b, ..)): a innermost
-        private = [_Level(v, lo, hi) for v, lo, hi in reversed(limits)]
+        private = [Level(v, lo, hi) for v, lo, hi in reversed(limits)]
         nest = levels[:depth + 1] + private
         value = self.expr(body, nest)
         acc = self.p.doprint(sym)
@@ -362,7 +158,7 @@ class _Emitter:
         self.cache[key] = (sym, target)
         return sym
 
-    def render(self, levels: list[_Level], final: list[str], prange: bool = False) -> list[str]:
+    def render(self, levels: list[Level], final: list[str], prange: bool = False) -> list[str]:
         """Lines of a loop nest (relative indentation); levels with index None add no loop.
 
         ``prange``: the outermost loop is ``numba.prange`` (only for nests whose iterations write
@@ -374,16 +170,16 @@ class _Emitter:
                 rng = self.range_text(lev.lo, lev.hi)
                 if prange and depth == 0:
                     rng = "numba.p" + rng
-                out.append(_INDENT * depth + f"for {self.p.doprint(lev.index)} in {rng}:")
+                out.append(INDENT * depth + f"for {self.p.doprint(lev.index)} in {rng}:")
                 depth += 1
-            out += [_INDENT * depth + s for s in lev.stmts]
-        out += [_INDENT * depth + s for s in final]
+            out += [INDENT * depth + s for s in lev.stmts]
+        out += [INDENT * depth + s for s in final]
         return out
 
 
 # --- the generator -------------------------------------------------------------------------------
 
-class _Generator:
+class EquationWalker:
     """One walk over the derived equations, printed in one of two modes.
 
     ``workspace=False`` (``loss_and_grads``): every intermediate array is allocated where it is
@@ -391,11 +187,11 @@ class _Generator:
     preallocated buffer (recorded in :attr:`buffers`, allocated once before the loop by the
     caller, viewed as ``buf[:N]`` per batch) and every statement writes into it: products are
     ``np.dot(a, b, out)``, bias rows and column sums are loops (``tanh``/``exp`` in them vectorised
-    by :mod:`kernels.vecmath`). ``parallel=True`` adds ``numba.prange``
+    by :mod:`kernels.cpu.vecmath`). ``parallel=True`` adds ``numba.prange``
     over the outer loop of elementwise index statements of at least :data:`PARALLEL_MIN` elements.
     """
 
-    #: keep row reductions (softmax's max and Σ exp) for later statements (see _Emitter.reduction)
+    #: keep row reductions (softmax's max and Σ exp) for later statements (see Emitter.reduction)
     ROW_MEMO = True
 
     def __init__(self, net, dtype: str, workspace: bool = False, parallel: bool = False):
@@ -406,9 +202,9 @@ class _Generator:
         self.info = self.bp.info
         self.dtype = dtype
         self.dt = DTYPES[dtype]
-        self.names = _Names()
+        self.names = Names()
         self.printer = KernelPrinter(self.names)
-        self.emit = _Emitter(self.printer, self.row_buffer if self.ROW_MEMO else None)
+        self.emit = Emitter(self.printer, self.row_buffer if self.ROW_MEMO else None)
         self.row_buffers: list[str] = []      # float64 (N,) arrays of kept row reductions (workspace mode)
         self.scalars: list[str] = []          # the objective's terms (loss, penalties), set by walk()
         self.sig = signature(self.bp)
@@ -422,7 +218,7 @@ class _Generator:
         return ((BATCH,) if self.info.batched[v] else ()) + shape
 
     def shape_text(self, shape) -> str:
-        """``(N, 4)``: a shape in code; ``N`` is :attr:`_Emitter.loop_rows` when that is set."""
+        """``(N, 4)``: a shape in code; ``N`` is :attr:`Emitter.loop_rows` when that is set."""
         rows = {BATCH: self.emit.loop_rows} if self.emit.loop_rows is not None else {}
         parts = [self.printer.doprint(sp.sympify(d).xreplace(rows)) for d in shape]
         return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
@@ -576,10 +372,10 @@ class _Generator:
                 if src is not None and not src.endswith(".T"):
                     # explicit loops (no array expression: under parallel=True it would be a parfor)
                     lines = [] if accumulate else [f"for i in range({target}.shape[0]):",
-                                                   f"{_INDENT}{target}[i] = 0.0"]
+                                                   f"{INDENT}{target}[i] = 0.0"]
                     lines += [f"for n in range({src}.shape[0]):",
-                              f"{_INDENT}for i in range({src}.shape[1]):",
-                              f"{_INDENT * 2}{target}[i] += {src}[n, i]"]
+                              f"{INDENT}for i in range({src}.shape[1]):",
+                              f"{INDENT * 2}{target}[i] += {src}[n, i]"]
                     self.body += lines
                     return True
             return False
@@ -605,8 +401,8 @@ class _Generator:
         x, y = self._dot_product(products[0])
         self.body += [f"np.dot({x}, {y}, {target})",
                       f"for n in range({target}.shape[0]):",
-                      f"{_INDENT}for i in range({target}.shape[1]):",
-                      f"{_INDENT * 2}{target}[n, i] += {' + '.join(terms)}"]
+                      f"{INDENT}for i in range({target}.shape[1]):",
+                      f"{INDENT * 2}{target}[n, i] += {' + '.join(terms)}"]
         return True
 
     def matrix_statement(self, name: str, eq, accumulate: bool, output: bool) -> None:
@@ -645,8 +441,8 @@ class _Generator:
     def index_statement(self, name: str, eq, accumulate: bool, output: bool) -> None:
         if not accumulate and not output:
             self.allocate(name, tuple(eq.extents))
-        levels = [_Level(None)] + [_Level(idx, sp.S.Zero, ext - 1) for idx, ext in zip(eq.indices, eq.extents)]
-        rhs = _stabilize(eq.rhs)
+        levels = [Level(None)] + [Level(idx, sp.S.Zero, ext - 1) for idx, ext in zip(eq.indices, eq.extents)]
+        rhs = stabilize_rows(eq.rhs)
         code = self.emit.expr(rhs, levels)
         op = "+=" if accumulate else "="
         final = [f"{self.printer.doprint(eq.lhs)} {op} {code}"]
@@ -654,14 +450,14 @@ class _Generator:
         if self.parallel and len(levels) > 1:
             size = self.printer.doprint(sp.Mul(*eq.extents))
             par = self.emit.render(levels, final, prange=True)
-            lines = [f"if {size} >= PARALLEL_MIN:", *[_INDENT + x for x in par],
-                     "else:", *[_INDENT + x for x in lines]]
+            lines = [f"if {size} >= PARALLEL_MIN:", *[INDENT + x for x in par],
+                     "else:", *[INDENT + x for x in lines]]
         self.body += lines
 
     def scalar_statement(self, v: str, eq) -> str:
         target = self.array(v)
-        levels = [_Level(None)]
-        code = self.emit.expr(_stabilize(eq.rhs), levels)
+        levels = [Level(None)]
+        code = self.emit.expr(stabilize_rows(eq.rhs), levels)
         self.body += self.emit.render(levels, [f"{target} = {code}"])
         return target
 
@@ -712,53 +508,6 @@ class _Generator:
             f" plus penalties {', '.join(map(repr, info.penalties))}" if info.penalties else ""))
         return total
 
-    def generate(self) -> str:
-        sig = self.sig
-        args = [self.array(v) for v in (*sig.inputs, *sig.targets, *sig.parameters)]
-        grads = [self.array(S.GRAD_PREFIX + p) for p in sig.parameters]
-        self.body.append(f"N = {self.array(sig.inputs[0])}.shape[0]")
-        total = self.walk()
-        self.body.append(f"return {total}")
-        return self.module(args, grads)
-
-    def module(self, args: list[str], grads: list[str]) -> str:
-        sig = self.sig
-        name = self.bp.graph.graph.get("name", "network")
-        doc_args = []
-        for kind, nodes in (("input", sig.inputs), ("target", sig.targets), ("parameter", sig.parameters)):
-            for v in nodes:
-                doc_args.append(f"#   {self.array(v)}: {kind} {v!r}, shape {self._shape_doc(v)}")
-        for p in sig.parameters:
-            doc_args.append(f"#   {self.array(S.GRAD_PREFIX + p)}: output, gradient of the objective "
-                            f"with respect to {p!r}, shape {self._shape_doc(p)}")
-        header = [
-            f"# Generated by symprop (kernels.codegen) for network {str(name)!r}, dtype {self.dtype}.",
-            "# Every statement is printed from an equation derived by derive.backprop; the equation",
-            "# is repeated in the comment above it. Do not edit: the file name is a hash of its content.",
-            "",
-            *IMPORTS,
-            "",
-            "",
-            *HELPERS,
-            "# Forward pass, objective and gradients: writes each parameter's gradient into its output",
-            "# array and returns the objective (loss plus penalties). Arguments:",
-            *doc_args,
-            "@numba.njit(cache=True, fastmath=False, error_model=\"numpy\")",
-            f"def {FUNCTION_NAME}({', '.join(args + grads)}):",
-        ]
-        body = [(_INDENT + line) if line else "" for line in self.body]
-        return "\n".join(header + body) + "\n"
-
-    def _shape_doc(self, v: str) -> str:
+    def shape_doc(self, v: str) -> str:
         dims = [str(d) for d in self.api_shape(v)]
         return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
-
-
-def generate(net, dtype="float64") -> str:
-    """Python source (``net``: a network graph, or its :class:`derive.Backprop`) of a module with one ``@numba.njit`` function ``loss_and_grads``.
-
-    Its arguments are the input arrays, the target arrays, the parameter arrays (see
-    :func:`signature` for the order) and one preallocated output array per parameter, which
-    receives the gradient of the objective (loss plus penalties); it returns the objective.
-    """
-    return _Generator(net, _dtype_name(dtype)).generate()

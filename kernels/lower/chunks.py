@@ -1,6 +1,6 @@
 """Which derived statements may run on a slice of the batch's rows (the data-parallel epoch).
 
-The ``parallel`` backend's epoch (:mod:`kernels.epoch`) splits each batch into one chunk of rows
+The ``parallel`` backend's epoch (:mod:`kernels.cpu.epoch`) splits each batch into one chunk of rows
 per thread; every thread runs the forward and backward statements on its own rows, into its own
 buffers and its own *partial* parameter gradients, which are added after the parallel region.
 That is only right when every statement is one of:

@@ -14,10 +14,10 @@ the update of the bad batch is not applied, and the checkpoint on disk is the la
 Examples
 --------
 >>> from symprop import derive, kernels
->>> from symprop.kernels.data import make
+>>> from symprop.kernels.training.data import make
 >>> data = make("moons", n_samples=256, seed=0)
 >>> model = kernels.compile(derive.mlp([2, 8, 1], activation="tanh", loss="bce_logits"))  # doctest: +SKIP
->>> history = kernels.training(model, data.X, data.targets(1), epochs=5, progress=False)       # doctest: +SKIP
+>>> history = kernels.training.loop(model, data.X, data.targets(1), epochs=5, progress=False)       # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -252,16 +252,16 @@ def train(model, X, T, *, epochs: int = 10, batch_size: int = 32, optimizer=None
           metrics: bool = True) -> History:
     """Train ``model`` in place on rows ``X`` with targets ``T``; returns the :class:`History`.
 
-    ``optimizer`` defaults to ``kernels.optim.Adam(lr=1e-3)``. ``validation`` is the fraction of
+    ``optimizer`` defaults to ``kernels.training.optim.Adam(lr=1e-3)``. ``validation`` is the fraction of
     rows held out (shuffled with ``seed``) unless ``X_val``/``T_val`` are given. ``checkpoint``
     names an ``.npz`` file written after every epoch; with ``resume=True`` training continues
     from it when it exists. Deterministic under ``seed``.
     """
-    from .optim import Adam, Optimizer
+    from symprop.kernels.training.optim import Adam, Optimizer
 
     optimizer = Adam(lr=1e-3) if optimizer is None else optimizer
     if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a kernels.optim.Optimizer, got {type(optimizer).__name__}")
+        raise TypeError(f"optimizer must be a kernels.training.optim.Optimizer, got {type(optimizer).__name__}")
     epochs = _count("epochs", epochs, 0)
     batch_size = _count("batch_size", batch_size, 1)
     if (not isinstance(validation, numbers.Real) or isinstance(validation, bool)

@@ -1,5 +1,5 @@
 """Optimizers whose update rules are SymPy expressions: printed like the backprop equations and
-compiled into the training step by :mod:`kernels.codegen`.
+compiled into the training step by :mod:`kernels.cpu.epoch`.
 
 An optimizer is a list of per-element update equations in order: state updates first, then the
 parameter update. Symbols: ``w`` the parameter element, ``g`` its gradient, ``t`` the step
@@ -9,7 +9,7 @@ PyTorch's ``weight_decay``), ``l1`` adds ``l1*sign(w)``; AdamW decays the weight
 (decoupled, ``w <- w*(1 - lr*weight_decay)`` first, as PyTorch).
 
 The rules below choose their terms only by which options are zero or false (never by a value):
-:func:`kernels.epoch_keys.optimizer_key` relies on it to find a cached epoch function without
+:func:`kernels.cpu.epoch_keys.optimizer_key` relies on it to find a cached epoch function without
 SymPy, which is imported only when the rules are first built.
 
 Examples

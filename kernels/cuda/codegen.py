@@ -1,7 +1,7 @@
 """Generate numba-cuda kernels for a network's forward pass, loss, gradients and optimizer update.
 
-The CUDA backend prints the same derived equations as :mod:`kernels.codegen` (the same walk,
-:meth:`kernels.codegen._Generator.walk`, the same :class:`~kernels.codegen.KernelPrinter`, the
+The CUDA backend prints the same derived equations as :mod:`kernels.lower.walker` (the same walk,
+:meth:`kernels.lower.walker.EquationWalker.walk`, the same :class:`~kernels.lower.printer.KernelPrinter`, the
 same stabilising rewrites and the same loop emitter), but every statement becomes a kernel launch:
 
 * ``index`` equations (activations and their derivatives, softmax cross-entropy's gradient):
@@ -55,12 +55,14 @@ import sympy as sp
 
 from symprop.derive import symbols as S
 
-from .codegen import (HELPERS, KernelPrinter, _Generator, _INDENT, _Level, _dtype_name,
-                      _maximal_reductions, _stabilize)
+from symprop.kernels.lower.printer import HELPERS, INDENT, KernelPrinter, maximal_reductions
+from symprop.kernels.lower.signature import dtype_name
+from symprop.kernels.lower.stable import stabilize_rows
+from symprop.kernels.lower.walker import EquationWalker, Level
 
 __all__ = ["generate_cuda", "generate_optimizer", "GEMM"]
 
-_I = _INDENT
+_I = INDENT
 
 #: The module prologue: launch geometry, helpers and the fixed kernels (matrix product, column
 #: sum, gather, fill). ``{dt}`` is the NumPy dtype name.
@@ -228,7 +230,7 @@ def _gather1(N, start, X, order, out, stop):
 
 
 def _cuda_helpers() -> list[str]:
-    """:data:`kernels.codegen.HELPERS` (the stable sigmoid, softplus, ...) as CUDA device functions,
+    """:data:`kernels.lower.printer.HELPERS` (the stable sigmoid, softplus, ...) as CUDA device functions,
     after ``_exp``/``_tanh`` bound to CUDA's own ``math.exp``/``math.tanh``."""
     device = [("@cuda.jit(device=True, cache=True)" if line.startswith("@numba.njit") else line) for line in HELPERS]
     return ["_exp = math.exp", "_tanh = math.tanh", "", "", *device]
@@ -242,8 +244,8 @@ def _reduction_sum_ok(red) -> bool:
     return all(not ((lo.free_symbols | hi.free_symbols) & variables) for _, lo, hi in red.limits)
 
 
-class _CudaGenerator(_Generator):
-    """The walk of :class:`kernels.codegen._Generator`, statements printed as CUDA kernels.
+class _CudaGenerator(EquationWalker):
+    """The walk of :class:`kernels.lower.walker.EquationWalker`, statements printed as CUDA kernels.
 
     :attr:`body` collects the host function ``forward_backward``'s launches (and the equations
     as comments), :attr:`kernels` the kernel definitions, :attr:`objective` the lines of the
@@ -256,7 +258,7 @@ class _CudaGenerator(_Generator):
         super().__init__(net, dtype, workspace=True)
         self.kernels: list[str] = []
         self.objective: list[str] = []
-        self.objective_levels = [_Level(None)]
+        self.objective_levels = [Level(None)]
         self.partials: dict[str, str] = {}     # partial-sum array -> printed number of blocks (of N)
         self.scalar_ids: set[str] = set()     # scalars: locals of the objective kernel
         self.nkernels = 0
@@ -286,7 +288,7 @@ class _CudaGenerator(_Generator):
                          *[(_I + line) if line else "" for line in body], ""]
         return name, args
 
-    def thread_indices(self, bound: list[_Level]) -> tuple[str, list[str]]:
+    def thread_indices(self, bound: list[Level]) -> tuple[str, list[str]]:
         """(number of threads, lines binding each index of ``bound`` from the thread's ``_tid``)."""
         idx = [lev for lev in bound if lev.index is not None]
         extents = [sp.simplify(lev.hi - lev.lo + 1) for lev in idx]
@@ -299,7 +301,7 @@ class _CudaGenerator(_Generator):
                 lines.append(f"_r = _r // ({self.p(ext)})")
         return count, lines
 
-    def threaded(self, levels: list[_Level], nbound: int, final: list[str]) -> tuple[str, list[str]]:
+    def threaded(self, levels: list[Level], nbound: int, final: list[str]) -> tuple[str, list[str]]:
         """(thread count, lines): the first ``nbound`` levels (after the statement level) are one
         thread each; their preambles run in that thread, the rest are loops as on the CPU."""
         bound, inner = levels[:1 + nbound], levels[1 + nbound:]
@@ -312,9 +314,9 @@ class _CudaGenerator(_Generator):
     def index_statement(self, name: str, eq, accumulate: bool, output: bool) -> None:
         if not accumulate and not output:
             self.buffer(name)
-        levels = [_Level(None)] + [_Level(idx, sp.S.Zero, ext - 1) for idx, ext in zip(eq.indices, eq.extents)]
-        rhs = _stabilize(eq.rhs)
-        rowwise = bool(_maximal_reductions(rhs))
+        levels = [Level(None)] + [Level(idx, sp.S.Zero, ext - 1) for idx, ext in zip(eq.indices, eq.extents)]
+        rhs = stabilize_rows(eq.rhs)
+        rowwise = bool(maximal_reductions(rhs))
         code = self.emit.expr(rhs, levels)
         op = "+=" if accumulate else "="
         final = [f"{self.printer.doprint(eq.lhs)} {op} {code}"]
@@ -382,16 +384,16 @@ class _CudaGenerator(_Generator):
 
     def scalar_statement(self, v: str, eq) -> str:
         """Reduction kernels for the outermost sums; the rest is finished in ``_objective``."""
-        rhs = _stabilize(eq.rhs)
+        rhs = stabilize_rows(eq.rhs)
         replacements = {}
         comment = self._comment
         target = self.array(v)
         self.scalar_ids.add(target)
-        for red in _maximal_reductions(rhs):
+        for red in maximal_reductions(rhs):
             if not _reduction_sum_ok(red):
                 continue   # evaluated serially by the objective kernel
             part = f"_part{len(self.partials) + 1}"
-            levels = [_Level(None)] + [_Level(var, lo, hi) for var, lo, hi in reversed(red.limits)]
+            levels = [Level(None)] + [Level(var, lo, hi) for var, lo, hi in reversed(red.limits)]
             value = self.emit.expr(red.function, levels)
             count, lines = self.threaded(levels, len(red.limits), [f"_acc = {value}"])
             self.partials[part] = f"_blocks({count})"
@@ -408,7 +410,7 @@ class _CudaGenerator(_Generator):
             self.objective += [f"{self.p(sym)} = 0.0", f"for _q in range(max(1, ({count} + TPB - 1) // TPB)):",
                                f"{_I}{self.p(sym)} += {part}[_q]"]
             replacements[red] = sym
-        levels = [_Level(None)]
+        levels = [Level(None)]
         code = self.emit.expr(rhs.xreplace(replacements), levels)
         self._comment = comment
         self.objective += [f"# {line[2:].strip()}" for line in comment[1:]]
@@ -473,7 +475,7 @@ class _CudaGenerator(_Generator):
                 f"TARGETS = {dict((v, self.array(v)) for v in sig.targets)!r}",
                 f"PARAMETERS = {dict((p, self.array(p)) for p in sig.parameters)!r}",
                 f"GRADIENTS = {grads!r}"]
-        header = [f"# Generated by symprop (kernels.cuda_codegen) for network {str(name)!r}, dtype {self.dtype},",
+        header = [f"# Generated by symprop (kernels.cuda.codegen) for network {str(name)!r}, dtype {self.dtype},",
                   "# backend cuda. Every kernel is printed from an equation derived by derive.backprop; the",
                   "# equation is repeated in the comment above it (and above its launch in forward_backward).",
                   "# Do not edit: the file name is a hash of its content.", ""]
@@ -487,7 +489,7 @@ def generate_cuda(net, dtype="float64") -> str:
     ``@cuda.jit`` kernels and the host functions ``workspace(N)``, ``gather(...)`` and
     ``forward_backward(N, b, stop, losses, ws)`` (see the module docstring). Importing the module
     needs numba-cuda, not a GPU; compilation happens on the first launch."""
-    gen = _CudaGenerator(net, _dtype_name(dtype))
+    gen = _CudaGenerator(net, dtype_name(dtype))
     if len(gen.sig.inputs) != 1 or len(gen.sig.targets) != 1:
         raise ValueError(f"backend 'cuda' needs a network with one input and one target; this one has "
                          f"inputs {list(gen.sig.inputs)} and targets {list(gen.sig.targets)}")
@@ -501,17 +503,17 @@ def generate_optimizer(optimizer, dtype="float64", sizes=(1,)) -> str:
     stop)``: one launch for every parameter (``sizes``: their numbers of elements, in order),
     one thread per element of the flat arrays (state slots in ``optimizer.state`` order); nothing
     when ``stop[0]`` is set. ``scalars(hyper, t)``: the per-step scalars (subexpressions of the
-    hyperparameters and the step ``t`` alone, as in :mod:`kernels.epoch`) in the model's dtype,
-    ``hyper`` in :func:`kernels.epoch_keys.hyper_names` order.
+    hyperparameters and the step ``t`` alone, as in :mod:`kernels.cpu.epoch`) in the model's dtype,
+    ``hyper`` in :func:`kernels.cpu.epoch_keys.hyper_names` order.
 
-    >>> from symprop.kernels.optim import Adam
+    >>> from symprop.kernels.training.optim import Adam
     >>> src = generate_optimizer(Adam(), sizes=(6, 3))
     >>> "def update(p0_w, p0_g, p0_m, p0_v, p1_w," in src and "def scalars(hyper, t_step):" in src
     True
     """
-    from .epoch import OptimizerRules
+    from symprop.kernels.lower.optimizer import OptimizerRules
 
-    dt = _dtype_name(dtype)
+    dt = dtype_name(dtype)
     r = OptimizerRules(optimizer)
     names, rules = r.names, r.rules
     slots = ("w", "g", *optimizer.state)
@@ -529,7 +531,7 @@ def generate_optimizer(optimizer, dtype="float64", sizes=(1,)) -> str:
     for (lhs, rhs), text in zip(rules, r.pretty):
         body += [f"# {text}", f"{printer.doprint(lhs)} = {printer.doprint(rhs)}"]
     body += [f"o_{s}_f[e] = o_{s}" for s in dict.fromkeys(lhs.name[2:] for lhs, _ in rules)]
-    lines = [f"# Generated by symprop (kernels.cuda_codegen): the update of {type(optimizer).__name__}, dtype {dt},",
+    lines = [f"# Generated by symprop (kernels.cuda.codegen): the update of {type(optimizer).__name__}, dtype {dt},",
              "# printed from its SymPy rules. Do not edit: the file name is a hash of its content.", "",
              "import math", "", "import numba", "import numpy as np", "from numba import cuda", "", "",
              f"SIZES = {tuple(int(n) for n in sizes)!r}", "", "",

@@ -5,7 +5,7 @@ for: what a compiled model needs to call code it found in the cache, without Sym
 >>> net = derive.mlp([2, 3, 1])
 >>> graph_signature(net, derive.validate(net))
 Signature(inputs=('x',), targets=('t',), parameters=('W1', 'b1', 'W2', 'b2'))
->>> _dtype_name("float32")
+>>> dtype_name("float32")
 'float32'
 """
 
@@ -23,7 +23,7 @@ FUNCTION_NAME = "loss_and_grads"
 DTYPES = {"float64": "np.float64", "float32": "np.float32"}
 
 
-def _dtype_name(dtype) -> str:
+def dtype_name(dtype) -> str:
     try:
         name = np.dtype(dtype).name
     except TypeError:

@@ -39,7 +39,7 @@ error of order one relative, far above every tolerance; the tests check that a g
 1.01 is reported.
 
 :func:`assert_gradients` raises :class:`AssertionError` with a readable message when a check
-fails; the ``assert_gradients`` pytest fixture (:mod:`kernels.pytest_plugin`) does the same.
+fails; the ``assert_gradients`` pytest fixture (:mod:`kernels.check.pytest_plugin`) does the same.
 
 Examples
 --------
@@ -357,7 +357,7 @@ def verify(net=None, backend: str = "cpu", dtype="float64", batch: int = 3, seed
         ``None`` for :data:`TOLERANCES`, ``(rtol, atol)`` for every reference, or a mapping
         ``{"symbolic": (rtol, atol), "finite-diff": (rtol, atol)}`` (either key may be left out).
     model:
-        An already compiled model (:class:`kernels.compiled.CompiledModel` or anything with its
+        An already compiled model (:class:`kernels.model.CompiledModel` or anything with its
         ``signature``, ``net``, ``dtype``, ``backend``, ``loss_and_grads`` and ``evaluate``).
     fd:
         ``"auto"`` (per element up to :data:`FD_ELEMENTWISE_LIMIT` parameter values, else one
@@ -382,7 +382,7 @@ def verify(net=None, backend: str = "cpu", dtype="float64", batch: int = 3, seed
     else:
         if net is None:
             raise TypeError("verify() needs a network or a compiled model")
-        from .compiled import compile
+        from symprop.kernels.backends import compile
 
         dtype_name = np.dtype(dtype).name
         model = compile(net, backend=backend, dtype=dtype_name, seed=seed)
@@ -429,7 +429,7 @@ def verify(net=None, backend: str = "cpu", dtype="float64", batch: int = 3, seed
             if dtype_name == "float64":
                 fd_model = model
             else:
-                from .compiled import compile
+                from symprop.kernels.backends import compile
 
                 fd_model = compile(net, backend=backend, dtype="float64", seed=seed)
         if np.dtype(fd_model.dtype) != np.float64:

@@ -1,10 +1,10 @@
-"""The CUDA backend: a :class:`~kernels.compiled.CompiledModel` whose kernels run on an NVIDIA GPU.
+"""The CUDA backend: a :class:`~kernels.model.CompiledModel` whose kernels run on an NVIDIA GPU.
 
 ``kernels.compile(net, backend="cuda", dtype=...)`` returns a :class:`CudaModel`: the same API as
 the CPU backends (``parameters`` on the host, ``loss_and_grads``, ``evaluate``, ``init``,
 ``init_state``, ``epoch_function``), so :func:`kernels.train`, :func:`kernels.verify` and the
 command line work unchanged. The kernels are generated from the derived equations by
-:mod:`kernels.cuda_codegen` and written through :mod:`kernels.cache` like the CPU ones.
+:mod:`kernels.cuda.codegen` and written through :mod:`kernels.cache` like the CPU ones.
 
 Where the data live
 -------------------
@@ -52,9 +52,9 @@ import numpy as np
 from symprop import derive
 from symprop.derive.errors import SymPropError
 
-from . import cache
-from .codegen import _dtype_name, signature
-from .compiled import CompiledModel
+from symprop.kernels import cache
+from symprop.kernels.lower.signature import dtype_name, signature
+from symprop.kernels.model import CompiledModel
 
 __all__ = ["compile_cuda", "CudaModel", "CudaUnavailable", "require_cuda", "CHECK_EVERY"]
 
@@ -104,7 +104,7 @@ def _quiet():
 class CudaModel(CompiledModel):
     """A network compiled to numba-cuda kernels (see the module docstring).
 
-    Attributes as :class:`~kernels.compiled.CompiledModel`; :attr:`module` is the imported
+    Attributes as :class:`~kernels.model.CompiledModel`; :attr:`module` is the imported
     generated module (kernels, ``workspace``, ``gather``, ``forward_backward``) and
     :attr:`kernel` its ``forward_backward``. :attr:`parameters` stay NumPy arrays on the host.
     """
@@ -140,7 +140,8 @@ class CudaModel(CompiledModel):
         return float(losses.copy_to_host()[0]), grads
 
     def _optimizer_module(self, optimizer):
-        from . import cuda_codegen, epoch
+        from symprop.kernels.cpu import epoch
+        from symprop.kernels.cuda import codegen as cuda_codegen
 
         key = (epoch.optimizer_key(optimizer), "cuda")
         module = self._epoch_kernels.get(key)
@@ -152,10 +153,10 @@ class CudaModel(CompiledModel):
 
     def epoch_function(self, optimizer):
         """``run(X, T, order, batch_size, state, step0) -> (losses, steps_done)``, as
-        :meth:`kernels.compiled.CompiledModel.epoch_function`, on the device (see the module
+        :meth:`kernels.model.CompiledModel.epoch_function`, on the device (see the module
         docstring). ``run.kernel`` is the optimizer's ``update`` kernel, ``run.hyper`` the float64
         hyperparameter vector (sorted names, ``run.hyper_names``)."""
-        from .epoch import hyper_names, hyper_vector
+        from symprop.kernels.cpu.epoch import hyper_names, hyper_vector
 
         opt = self._optimizer_module(optimizer)
         hyper = hyper_vector(optimizer)
@@ -203,14 +204,14 @@ class CudaModel(CompiledModel):
         return run
 
 
-def compile_cuda(net, dtype="float64", seed: int = 0) -> CudaModel:
-    """:func:`kernels.compile` for ``backend="cuda"``: generate (:mod:`kernels.cuda_codegen`),
+def compile_cuda(net, dtype="float64", seed: int = 0, backend: str = "cuda") -> CudaModel:
+    """:func:`kernels.compile` for ``backend="cuda"``: generate (:mod:`kernels.cuda.codegen`),
     cache, import and wrap the CUDA kernels of ``net``; :class:`CudaUnavailable` without numba-cuda
     or a GPU. Numba compiles each kernel on its first launch."""
     require_cuda()
-    from .cuda_codegen import generate_cuda
+    from symprop.kernels.cuda.codegen import generate_cuda
 
-    name = _dtype_name(dtype)
+    name = dtype_name(dtype)
     bp = derive.backprop(net)
     source = generate_cuda(bp, name)
     module = cache.load(source)

@@ -1,6 +1,6 @@
 """One BLAS thread per caller while the data-parallel epoch runs.
 
-The ``parallel`` backend's chunked epoch (:mod:`kernels.epoch`) calls BLAS from every Numba
+The ``parallel`` backend's chunked epoch (:mod:`kernels.cpu.epoch`) calls BLAS from every Numba
 thread at once, one chunk of the batch's rows each. OpenBLAS's own threads would then multiply
 the threads on the cores (and spin between calls), so the BLAS libraries of this process are
 limited to one thread for the call and restored after it, through :mod:`threadpoolctl` (a

@@ -9,7 +9,7 @@
   ``order``: int64 row indices (the shuffled permutation); batch ``b`` is the rows
   ``order[b*batch_size : (b+1)*batch_size]`` (the last batch may be smaller; the loss is a mean
   over the rows the batch actually has).
-* ``<parameters...>``: the parameter arrays in :func:`kernels.codegen.signature` order, updated in
+* ``<parameters...>``: the parameter arrays in :func:`kernels.lower.signature.signature` order, updated in
   place; ``<optimizer state...>``: for each parameter in that order, one array per state slot in
   ``optimizer.state`` order (``m`` then ``v`` for Adam), shaped like the parameter, updated in place.
 * ``hyper``: float64 array of the hyperparameters, **in sorted order of their names**
@@ -21,11 +21,11 @@
   the last good ones, and ``losses_out[b]`` holds the non-finite value).
 
 The forward and backward statements are printed by the same walk over the derived equations as
-``loss_and_grads`` (:class:`kernels.codegen._Generator` in workspace mode): every intermediate
+``loss_and_grads`` (:class:`kernels.lower.walker.EquationWalker` in workspace mode): every intermediate
 array is allocated once before the batch loop, sized for a full batch, and viewed as
 ``buf[:N]`` for the current batch; products are ``np.dot(a, b, out)`` (``Gᵀ·X`` as
 ``np.dot(G.T, X, out)``: Numba passes the transposed, F-ordered view to BLAS with a transpose
-flag, no copy); ``tanh``/``exp`` are :mod:`kernels.vecmath`'s, which LLVM vectorises (SIMD).
+flag, no copy); ``tanh``/``exp`` are :mod:`kernels.cpu.vecmath`'s, which LLVM vectorises (SIMD).
 The optimizer's update is printed from ``optimizer.equations()``: one loop over each parameter's
 elements, one statement per equation under a comment with the rule; every subexpression of
 hyperparameters and ``t`` alone is computed once per step, before the loops, in the model's dtype.
@@ -33,11 +33,6 @@ hyperparameters and ``t`` alone is computed once per step, before the loops, in 
 Compilation flags: ``cache=True, nogil=True, error_model="numpy", fastmath=False`` (fastmath
 would let LLVM assume no NaN/inf, which the divergence check relies on, and reassociate sums,
 which the float64 reference tests compare to 1e-9). ``nogil``: the function never takes the GIL.
-
-Measured (2 cores, AVX-512, float32 784-256-128-10, bench/bench_step.py): a Numba loop of
-``math.tanh`` costs 8-15 ns an element (a scalar libm call), :mod:`kernels.vecmath`'s tanh
-0.26 ns (float32) and 0.62 ns (float64), NumPy's ufunc 0.15 and 0.8 ns. Two OpenBLAS threads beat
-one at every batch size (batch 32: 3,739 against 2,400 steps/s).
 
 Backends
 --------
@@ -51,53 +46,51 @@ them, into its own slab of each workspace (``buf[chunk, :Nc]``) and its own part
 gradients; loops run to the chunk's ``Nc`` rows while formulas keep the batch's ``N``. After the
 region the chunks' loss parts are summed; then a second ``prange`` region splits every
 parameter's elements into one slice per thread, adds the chunks' partial gradients there and
-applies the optimizer's update to the slice (about 3% of a batch-1024 step faster than doing
-both serially, measured on the 784 nets). Statements that read no batched array (penalties) run
+applies the optimizer's update to the slice. Statements that read no batched array (penalties) run
 once, outside the region: their values before it, their gradient terms after the partials are
 added. Each ``prange`` body is printed as a serial function of its own with an explicit
 signature, which ``train_epoch`` receives as a last argument (``FUNCTION_ARGUMENTS`` in the
-module) and calls through that first-class function pointer (:mod:`kernels.outline`): Numba's
+module) and calls through that first-class function pointer (:mod:`kernels.lower.outline`): Numba's
 parfor passes see one call, and the body is compiled once instead of again in each gufunc,
 wrapper and ``train_epoch``. Each chunk's slab of every batched array is a view of one array
 ``work[chunk]``, each partial gradient one of ``grads[chunk]``, and the update of one
 parameter is one function called per parameter, because every array a ``prange`` body reads
-costs Numba about 40 ms of compilation. Measured on the 784 net: the data-parallel epoch
-compiled in 14-18 s with inline bodies, 11 s outlined and linked, 5.5 s now.
+costs Numba about 40 ms of compilation.
 
-A big input layer (a weight of :data:`~kernels.epoch_keys.SPLIT_MIN_WEIGHTS` elements or more,
+A big input layer (a weight of :data:`~kernels.cpu.epoch_keys.SPLIT_MIN_WEIGHTS` elements or more,
 ``z = x·Wᵀ``) is split by output features instead in batches of at most ``features /``
-:data:`~kernels.epoch_keys.SPLIT_ROWS_PER_FEATURE` rows (a runtime ``split`` flag): a region
+:data:`~kernels.cpu.epoch_keys.SPLIT_ROWS_PER_FEATURE` rows (a runtime ``split`` flag): a region
 gathers each chunk's rows into one array ``xs`` for the batch, a second computes
 ``zT[f] = W[f]·xsᵀ`` for each thread's features ``f``, the chunks copy their rows of ``zT`` into
 ``z`` and their rows of ``z``'s gradient into ``gzT``, and each part of the update region
 computes its features' rows ``gW[f] = gzT[f]·xs`` whole into the first row of ``grads`` and
-updates them (reading no partial; that parameter is sliced in whole rows). Split by rows, every thread's BLAS call packs all of ``W`` for a few rows; by features,
-each packs its share: batch 32 of the 784 net ran 19-27% faster, batch 128 7% slower.
-:mod:`kernels.chunks` checks
+updates them (reading no partial; that parameter is sliced in whole rows). Split by rows, every
+thread's BLAS call packs all of ``W`` for a few rows; by features, each packs its share.
+:mod:`kernels.lower.chunks` checks
 that every statement is row-local, a sum over rows or row-independent; a network with any
 other statement gets the ``prange`` form below. The chunks
-call BLAS from every thread, so :meth:`kernels.compiled.CompiledModel.epoch_function` limits
-BLAS to one thread for the call (:mod:`kernels.blas_threads`) and runs this form from
+call BLAS from every thread, so :meth:`kernels.model.CompiledModel.epoch_function` limits
+BLAS to one thread for the call (:mod:`kernels.cpu.blas_threads`) and runs this form from
 :data:`CHUNK_MIN` of work per batch (rows times the trained parameters plus the widest layer):
 for the 784-256-128-10 net from batch 2 on.
 
 ``"parallel"``, ``prange`` form: the outer loop of each elementwise index statement and of each
 optimizer loop is ``numba.prange`` when the statement has at least :data:`PARALLEL_MIN`
 elements (a runtime branch: smaller ones stay serial), never over a loop that accumulates into
-a shared gradient. Measured on this 2-core machine, it never beat the serial function (numbers
-at :data:`PARALLEL_MIN`): OpenBLAS already uses both cores for the products.
+a shared gradient. OpenBLAS already threads the products, so on few cores this form seldom
+beats the serial function: the thresholds keep it from running where it was measured slower.
 
 Numba's threading layer (unless ``NUMBA_THREADING_LAYER`` is set) is OpenMP when the process's
-first parallel function is the data-parallel form (a region costs about 2 µs against 107 µs with
-``workqueue``, and BLAS is single-threaded there), else ``workqueue``: in the ``prange`` form the
-OpenMP layer's spinning threads fought OpenBLAS's (10-30x slower, GUIDE section 4). Below the
-thresholds the serial function runs, so "parallel" is never slower than "cpu" where measured;
-tests check both forms against the serial function (1e-12 in float64).
+first parallel function is the data-parallel form (BLAS is single-threaded there), else
+``workqueue``: in the ``prange`` form the OpenMP layer's spinning threads fight OpenBLAS's. Below
+the thresholds the serial function runs. Tests check both forms against the serial function
+(1e-12 in float64). The measurements behind every threshold and choice here are in
+``bench/RESULTS.md``.
 
 Examples
 --------
 >>> from symprop import derive
->>> from symprop.kernels.optim import Adam
+>>> from symprop.kernels.training.optim import Adam
 >>> hyper_names(Adam(lr=1e-3))
 ('beta1', 'beta2', 'eps', 'l1', 'l2', 'lr')
 >>> optimizer_key(Adam(lr=1e-3)) == optimizer_key(Adam(lr=0.5))
@@ -117,12 +110,16 @@ import sympy as sp
 
 from symprop.derive import symbols as S
 
-from . import chunks
-from .codegen import DTYPES, HELPERS, IMPORTS, KernelPrinter, _Generator, _INDENT, _dtype_name
-from . import epoch_keys
-from .epoch_keys import (CHUNK_MIN, EPOCH_FUNCTION_NAME, PARALLEL_MIN, SPLIT_MIN_WEIGHTS, SPLIT_ROWS_PER_FEATURE,
+from symprop.kernels.lower import chunks
+from symprop.kernels.cpu.loss import IMPORTS
+from symprop.kernels.lower.optimizer import OptimizerRules
+from symprop.kernels.lower.printer import HELPERS, INDENT, KernelPrinter
+from symprop.kernels.lower.signature import DTYPES, dtype_name
+from symprop.kernels.lower.walker import EquationWalker
+from symprop.kernels.cpu import epoch_keys
+from symprop.kernels.cpu.epoch_keys import (CHUNK_MIN, EPOCH_FUNCTION_NAME, PARALLEL_MIN, SPLIT_MIN_WEIGHTS, SPLIT_ROWS_PER_FEATURE,
                          hyper_names, hyper_vector, optimizer_key)
-from .outline import module_level_names, outline
+from symprop.kernels.lower.outline import module_level_names, outline
 
 __all__ = ["generate_epoch", "optimizer_key", "hyper_names", "hyper_vector", "OptimizerRules",
            "EPOCH_FUNCTION_NAME", "PARALLEL_MIN", "CHUNK_MIN", "NotChunkable"]
@@ -150,84 +147,15 @@ def _pointer_argument(function: str) -> str:
     """The epoch function's argument through which it calls ``function``: ``chunk_pass_fn``."""
     return function.lstrip("_") + "_fn"
 
-class _Hoister:
-    """Replaces subexpressions of hyperparameters and ``t`` alone with per-step scalars."""
-
-    def __init__(self, constant: set):
-        self.constant = constant
-        self.scalars: dict = {}          # expression -> Symbol, in first-seen order
-
-    def scalar(self, e):
-        if e not in self.scalars:
-            self.scalars[e] = sp.Symbol(f"_o{len(self.scalars) + 1}", real=True)
-        return self.scalars[e]
-
-    def is_const(self, e) -> bool:
-        return e.free_symbols <= self.constant
-
-    def __call__(self, e):
-        if e.is_Number:
-            return e
-        if self.is_const(e):
-            return self.scalar(e)
-        if isinstance(e, (sp.Add, sp.Mul)):
-            const = [a for a in e.args if self.is_const(a) and not a.is_Number]
-            nums = [a for a in e.args if a.is_Number]
-            rest = [self(a) for a in e.args if not self.is_const(a)]
-            head = [self.scalar(e.func(*nums, *const))] if const else nums
-            return e.func(*head, *rest, evaluate=False)
-        if e.is_Atom:
-            return e
-        return e.func(*[self(a) for a in e.args], evaluate=False)
-
-
-class OptimizerRules:
-    """An optimizer's update rules renamed for generated code, shared by the CPU epoch and the
-    CUDA update (:mod:`kernels.cuda_codegen`).
-
-    ``rules``: ``(lhs, rhs)`` with the element symbols ``o_w, o_g, o_<slot>``; the subexpressions
-    of the hyperparameters (``h_<name>``) and of the step ``t`` (named ``step``) alone are hoisted
-    into per-step scalars ``_o1, _o2, ...`` (``scalars``: expression -> symbol, in order).
-    ``names``: the hyperparameters in :func:`hyper_names` order.
-
-    >>> from symprop.kernels.optim import SGD
-    >>> r = OptimizerRules(SGD(lr=0.1))
-    >>> r.rules, dict(r.scalars)
-    ([(o_w, _o1*o_g + o_w)], {-h_lr: _o1})
-    """
-
-    def __init__(self, optimizer, step: str = "t_step"):
-        self.names = hyper_names(optimizer)
-        hyper = {k: sp.Symbol(f"h_{k}", real=True) for k in self.names}
-        element = {s: sp.Symbol(f"o_{s}", real=True) for s in ("w", "g", *optimizer.state)}
-        tsym = sp.Symbol(step, integer=True)
-
-        def rename(s):
-            if s.name in element:
-                return element[s.name]
-            if s.name in hyper:
-                return hyper[s.name]
-            if s.name == "t":
-                return tsym
-            raise ValueError(f"optimizer {type(optimizer).__name__}: unknown symbol {s} in its rules")
-
-        eqs = optimizer.equations()
-        table = {s: rename(s) for lhs, rhs in eqs for s in {lhs} | rhs.free_symbols}
-        hoist = _Hoister(set(hyper.values()) | {tsym})
-        self.rules = [(table[lhs], hoist(rhs.xreplace(table))) for lhs, rhs in eqs]
-        self.scalars = hoist.scalars
-        self.pretty = optimizer.pretty().splitlines()
-
-
 #: A chunk's rows in the data-parallel epoch: loops over the batch run to ``Nc``, formulas keep ``N``.
 CHUNK_ROWS = sp.Symbol("Nc", integer=True, positive=True)
 
 
 class NotChunkable(ValueError):
-    """A statement couples the batch's rows beyond a sum (see :mod:`kernels.chunks`)."""
+    """A statement couples the batch's rows beyond a sum (see :mod:`kernels.lower.chunks`)."""
 
 
-class _EpochGenerator(_Generator):
+class _EpochGenerator(EquationWalker):
     """``chunked``: the data-parallel form of the ``parallel`` backend (module docstring)."""
 
     def __init__(self, net, dtype: str, optimizer, parallel: bool, parallel_min: int = PARALLEL_MIN,
@@ -350,11 +278,11 @@ class _EpochGenerator(_Generator):
         lines = []
         for p, flats in params:
             size = f"{flats['w']}.shape[0]"
-            loop = [f"for e in range({size}):", *[_INDENT + x for x in body(flats)]]
+            loop = [f"for e in range({size}):", *[INDENT + x for x in body(flats)]]
             lines.append(f"# parameter {p!r}")
             if self.parallel:
-                lines += [f"if {size} >= PARALLEL_MIN:", f"{_INDENT}for e in numba.prange({size}):",
-                          *[_INDENT * 2 + x for x in body(flats)], "else:", *[_INDENT + x for x in loop]]
+                lines += [f"if {size} >= PARALLEL_MIN:", f"{INDENT}for e in numba.prange({size}):",
+                          *[INDENT * 2 + x for x in body(flats)], "else:", *[INDENT + x for x in loop]]
             else:
                 lines += loop
         return lines
@@ -379,7 +307,7 @@ class _EpochGenerator(_Generator):
         array a ``prange`` body reads costs Numba about 40 ms of compilation and each printed
         copy of the rules about 0.2 s (measured), so the bodies read few arrays and the rules
         are compiled once."""
-        I = _INDENT
+        I = INDENT
         _, some_flats = params[0]
         generic = {k: ("g_f" if k == "g" else "w_f" if k == "w" else f"s_{k}_f") for k in some_flats}
         arrays = generic if update else {"g": "g_f"}
@@ -428,7 +356,7 @@ class _EpochGenerator(_Generator):
     def _region(self, header: str, body: list[str], name: str) -> list[str]:
         """The ``prange`` loop ``header`` over ``body`` (unindented lines). The body moves into a
         serial function ``name`` of its own, kept in :attr:`outlined` for the module
-        (:mod:`kernels.outline`: Numba's parfor passes took 14-18 s over the inline bodies of the
+        (:mod:`kernels.lower.outline`: Numba's parfor passes took 14-18 s over the inline bodies of the
         784 net's data-parallel epoch); a body that cannot move stays inline. When every value
         it reads has a type in :attr:`types`, the function gets that signature and the loop calls
         it through a function-pointer argument of the epoch function (compiled once); else by
@@ -436,14 +364,14 @@ class _EpochGenerator(_Generator):
         var = header.split()[1]
         made = outline(name, body, var, module_names=_MODULE_NAMES | self.outlined.keys())
         if made is None:
-            return [header, *[(_INDENT + line) if line else "" for line in body]]
+            return [header, *[(INDENT + line) if line else "" for line in body]]
         # the loop variable passed as int64: the parfor's own index is unsigned, which would
         # compile the function a second time for it (2 s measured)
         loop_arg = f"np.int64({var})"
         if not self._add_function(made):   # reads a value not typed here: linked into the caller
-            return [header, _INDENT + made.call(loop_arg)]
+            return [header, INDENT + made.call(loop_arg)]
         self.pointers.append(name)
-        return [header, _INDENT + made.call(loop_arg, callee=_pointer_argument(name))]
+        return [header, INDENT + made.call(loop_arg, callee=_pointer_argument(name))]
 
     def _add_function(self, made, types: dict[str, str] | None = None) -> bool:
         """Print the outlined function ``made`` into the module; its loop variable is int64, its
@@ -461,19 +389,19 @@ class _EpochGenerator(_Generator):
         """Lines copying the batch's rows (``order[first_row + r]``) of each ``(variable, source,
         destination)`` in ``copies`` (source ``X`` or ``T``) into the destination array."""
         lines = [f"for r in range({'Nc' if self.chunked else 'N'}):",
-                 f"{_INDENT}row = order[{first_row} + r]"]
+                 f"{INDENT}row = order[{first_row} + r]"]
         for v, src, dest in copies:
             if len(self.api_shape(v)) == 2:
-                lines += [f"{_INDENT}for c in range({src}.shape[1]):",
-                          f"{_INDENT * 2}{dest}[r, c] = {src}[row, c]"]
+                lines += [f"{INDENT}for c in range({src}.shape[1]):",
+                          f"{INDENT * 2}{dest}[r, c] = {src}[row, c]"]
             else:
-                lines.append(f"{_INDENT}{dest}[r] = {src}[row]")
+                lines.append(f"{INDENT}{dest}[r] = {src}[row]")
         return lines
 
     def _input_split(self, x: str, body: list[str]) -> dict | None:
         """The input layer whose product ``np.dot(x, W.T, z)`` and weight gradient
         ``np.dot(gz.T, x, gW)`` the data-parallel form can split by output features (see
-        :data:`kernels.epoch_keys.SPLIT_MIN_WEIGHTS`): a weight of that size or more, each
+        :data:`kernels.cpu.epoch_keys.SPLIT_MIN_WEIGHTS`): a weight of that size or more, each
         statement printed once, and nothing else writing ``W``'s gradient; else None."""
         xa = self.array(x)
         if len(self.api_shape(x)) != 2:
@@ -496,7 +424,7 @@ class _EpochGenerator(_Generator):
         """``body`` (the chunk's statements) with the split layer's two products made conditional:
         with ``split``, the chunk copies its rows of the product from ``zT`` and its rows of the
         gradient ``gz`` into ``gzT``, which the regions before and after the chunks fill and read."""
-        sp_, I = self.split, _INDENT
+        sp_, I = self.split, INDENT
         out_ = sp_["features"]
 
         def transposed(comment, buffer, copy, statement):   # with split the copy, else the product
@@ -520,9 +448,9 @@ class _EpochGenerator(_Generator):
         (the parameter is sliced in whole rows, ``unit``) while they are in its cache."""
         out_ = self.split["features"]
         return ["if split:  # its gradient by features, whole (the input layer split by features)",
-                *[_INDENT + line for line in self._split_features()],
-                f"{_INDENT}gzT = gzT_f[:{out_} * N].reshape({out_}, N)",
-                f"{_INDENT}np.dot(gzT[f_lo:f_hi], xs, {self.split['gw']}_total[f_lo:f_hi])"]
+                *[INDENT + line for line in self._split_features()],
+                f"{INDENT}gzT = gzT_f[:{out_} * N].reshape({out_}, N)",
+                f"{INDENT}np.dot(gzT[f_lo:f_hi], xs, {self.split['gw']}_total[f_lo:f_hi])"]
 
     def _split_features(self) -> list[str]:
         """Part ``q``'s features ``[f_lo, f_hi)`` of the split layer, and the batch's rows ``xs``."""
@@ -532,7 +460,7 @@ class _EpochGenerator(_Generator):
     def _split_regions(self, x: str) -> list[str]:
         """Lines before the chunks of a batch whose input layer is split by features: the rows
         gathered into ``xs`` by chunk, then ``zT = W·xsᵀ`` by features."""
-        sp_, I = self.split, _INDENT
+        sp_, I = self.split, INDENT
         out_, inp, w = sp_["features"], sp_["inputs"], sp_["w"]
         xa = self.array(x)
         gather = ["lo = chunk * N // n_chunks",
@@ -542,7 +470,7 @@ class _EpochGenerator(_Generator):
         product = [*self._split_features(), f"zT = zT_f[:{out_} * N].reshape({out_}, N)",
                    f"np.dot({w}[f_lo:f_hi], xs.T, zT[f_lo:f_hi])"]
         return [f"split = 1 if C > 1 and N * {SPLIT_ROWS_PER_FEATURE} <= {out_} else 0  "
-                  f"# input layer {sp_['param']!r} split by features (kernels.epoch_keys.SPLIT_ROWS_PER_FEATURE)",
+                  f"# input layer {sp_['param']!r} split by features (kernels.cpu.epoch_keys.SPLIT_ROWS_PER_FEATURE)",
                   "if split:",
                   *[I + line for line in self._region("for chunk in numba.prange(n_chunks):", gather, "_gather_rows")],
                   *[I + line for line in self._region("for q in numba.prange(C):", product, "_input_product")]]
@@ -663,9 +591,9 @@ class _EpochGenerator(_Generator):
                 pro.append(f"{name} = np.empty(N)  # a row reduction kept for later statements")
         pro += opt_pro
 
-        loop = ["", "for b in range(n_batches):", f"{_INDENT}start = b * batch_size",
-                f"{_INDENT}N = min(batch_size, n_rows - start)"]
-        ind = _INDENT
+        loop = ["", "for b in range(n_batches):", f"{INDENT}start = b * batch_size",
+                f"{INDENT}N = min(batch_size, n_rows - start)"]
+        ind = INDENT
         if chunked:
             if self.before_chunks:
                 loop += ["", f"{ind}# row-independent values (they read no batched array)",
@@ -674,7 +602,7 @@ class _EpochGenerator(_Generator):
             xa, ta = self.array(x), self.array(tgt)
             if self.split:
                 gather = [*self._gather([(tgt, "T", ta)], "start + lo"),
-                          "if not split:", *[_INDENT + line for line in self._gather([(x, "X", xa)], "start + lo")]]
+                          "if not split:", *[INDENT + line for line in self._gather([(x, "X", xa)], "start + lo")]]
                 split_before = self._split_regions(x)
             else:
                 gather = self._gather([(x, "X", xa), (tgt, "T", ta)], "start + lo")
@@ -690,33 +618,33 @@ class _EpochGenerator(_Generator):
                      *[ind + line for line in split_before],
                      *[ind + line if line else "" for line in
                        self._region("for chunk in numba.prange(n_chunks):", region, "_chunk_pass")],
-                     f"{_INDENT}loss = {' + '.join(self.const_scalars) or '0.0'}",
-                     f"{_INDENT}for chunk in range(n_chunks):",
-                     f"{_INDENT * 2}loss += loss_parts[chunk]"]
+                     f"{INDENT}loss = {' + '.join(self.const_scalars) or '0.0'}",
+                     f"{INDENT}for chunk in range(n_chunks):",
+                     f"{INDENT * 2}loss += loss_parts[chunk]"]
         else:
             loop.append(f"{ind}# gather the batch's rows")
             gather = self._gather([(v, src, f"{self.array(v)}_buf") for v, src in ((x, "X"), (tgt, "T"))], "start")
             inputs = [f"{self.array(v)} = {self.array(v)}_buf[:N]" for v in (x, tgt)]
             loop += [ind + line for line in gather + inputs + views]
             loop += [(ind + line) if line else "" for line in loop_body]
-            loop += [f"{_INDENT}loss = {total}"]
-        loop += [f"{_INDENT}losses_out[b] = loss",
-                 f"{_INDENT}if not math.isfinite(loss):",
-                 f"{_INDENT * 2}return b  # this batch's update is not applied"]
-        step = [(_INDENT + line) if line else "" for line in opt_step]
+            loop += [f"{INDENT}loss = {total}"]
+        loop += [f"{INDENT}losses_out[b] = loss",
+                 f"{INDENT}if not math.isfinite(loss):",
+                 f"{INDENT * 2}return b  # this batch's update is not applied"]
+        step = [(INDENT + line) if line else "" for line in opt_step]
         if not chunked:
-            loop += [*step, *[_INDENT + x for x in self.update_loops(opt_params, opt_body)]]
+            loop += [*step, *[INDENT + x for x in self.update_loops(opt_params, opt_body)]]
         elif self.after_chunks:
-            loop += ["", f"{_INDENT}# the chunks' partial gradients, added into the first chunk's, in parallel",
-                     *[_INDENT + x for x in self.sliced_region(opt_params, opt_body, add=True, update=False,
+            loop += ["", f"{INDENT}# the chunks' partial gradients, added into the first chunk's, in parallel",
+                     *[INDENT + x for x in self.sliced_region(opt_params, opt_body, add=True, update=False,
                                                                name="_add_slices")],
-                     "", f"{_INDENT}# row-independent gradient terms (penalties), once",
-                     *[_INDENT + x for x in self.after_chunks], *step,
-                     *[_INDENT + x for x in self.sliced_region(opt_params, opt_body, add=False, update=True,
+                     "", f"{INDENT}# row-independent gradient terms (penalties), once",
+                     *[INDENT + x for x in self.after_chunks], *step,
+                     *[INDENT + x for x in self.sliced_region(opt_params, opt_body, add=False, update=True,
                                                                name="_update_slices")]]
         else:
-            loop += [*step, f"{_INDENT}# in parallel: the chunks' partial gradients added, then the update",
-                     *[_INDENT + x for x in self.sliced_region(opt_params, opt_body, add=True, update=True,
+            loop += [*step, f"{INDENT}# in parallel: the chunks' partial gradients added, then the update",
+                     *[INDENT + x for x in self.sliced_region(opt_params, opt_body, add=True, update=True,
                                                                name="_add_and_update_slices")]]
         loop.append("return n_batches")
         body = pro + loop
@@ -727,14 +655,14 @@ class _EpochGenerator(_Generator):
             args.append("n_threads")
         args += [_pointer_argument(f) for f in self.pointers]
         flags = _FLAGS + (", parallel=True" if self.parallel or chunked else "")
-        doc = [f"#   {a}: parameter {p!r}, shape {self._shape_doc(p)}, updated in place"
+        doc = [f"#   {a}: parameter {p!r}, shape {self.shape_doc(p)}, updated in place"
                for a, p in zip(params, sig.parameters)]
         doc += [f"#   s_{self.array(p)}_{s}: optimizer state {s!r} of {p!r}, updated in place"
                 for p in sig.parameters for s in self.opt.state]
         form = ("data-parallel: each batch's rows split into one chunk per thread" if chunked
                 else "prange over large elementwise loops" if self.parallel else "serial")
         header = [
-            f"# Generated by symprop (kernels.epoch) for network {str(name)!r}, dtype {self.dtype}, "
+            f"# Generated by symprop (kernels.cpu.epoch) for network {str(name)!r}, dtype {self.dtype}, "
             f"backend {'parallel' if self.parallel or chunked else 'cpu'} ({form}), optimizer {type(self.opt).__name__}.",
             "# Forward and backward statements are printed from the equations derived by derive.backprop",
             "# (the same walk as loss_and_grads), the update from the optimizer's equations; each is",
@@ -744,7 +672,7 @@ class _EpochGenerator(_Generator):
             "",
             f"PARALLEL_MIN = {self.parallel_min}",
             f"CHUNKED = {chunked}",
-            *(["# functions train_epoch takes as its last arguments (kernels.outline.FunctionPointer)",
+            *(["# functions train_epoch takes as its last arguments (kernels.lower.outline.FunctionPointer)",
                f"FUNCTION_ARGUMENTS = {tuple(self.pointers)!r}"] if self.pointers else []),
             "",
             "",
@@ -758,12 +686,12 @@ class _EpochGenerator(_Generator):
             f"#   hyper: float64 [{', '.join(hyper_names(self.opt))}]; step0: steps taken before this epoch",
             "#   losses_out: float64 (n_batches,), each batch's objective",
             *(["#   n_threads: Numba's thread count (numba.get_num_threads()): the chunks of a batch"] if chunked else []),
-            *[f"#   {_pointer_argument(f)}: {f} above, as a kernels.outline.FunctionPointer (compiled once, not "
+            *[f"#   {_pointer_argument(f)}: {f} above, as a kernels.lower.outline.FunctionPointer (compiled once, not "
               "linked in here)" for f in self.pointers],
             f"@numba.njit({flags})",
             f"def {EPOCH_FUNCTION_NAME}({', '.join(args)}):",
         ]
-        return "\n".join(header + [(_INDENT + line) if line else "" for line in body]) + "\n"
+        return "\n".join(header + [(INDENT + line) if line else "" for line in body]) + "\n"
 
 
 def generate_epoch(net, optimizer, dtype="float64", backend: str = "cpu", parallel_min: int | None = None,
@@ -772,12 +700,12 @@ def generate_epoch(net, optimizer, dtype="float64", backend: str = "cpu", parall
     docstring); ``net`` is a network graph or its :class:`derive.Backprop`.
 
     Backend ``"parallel"``: the data-parallel form (``chunked``, module-level ``CHUNKED = True``)
-    when every statement allows it (:mod:`kernels.chunks`), else ``prange`` over elementwise
+    when every statement allows it (:mod:`kernels.lower.chunks`), else ``prange`` over elementwise
     loops of at least ``parallel_min`` elements (default :data:`PARALLEL_MIN`). ``chunked=False``
     forces the latter; ``chunked=True`` raises :class:`NotChunkable` when it cannot be had."""
     if backend not in ("cpu", "parallel"):
         raise ValueError(f"unknown backend {backend!r} (available: cpu, parallel)")
-    name = _dtype_name(dtype)
+    name = dtype_name(dtype)
     threshold = epoch_keys.PARALLEL_MIN if parallel_min is None else parallel_min
     if backend == "parallel" and chunked is not False:
         try:

@@ -25,7 +25,7 @@ message naming the file, row and column involved.
 
 Examples
 --------
->>> from symprop.kernels.data import make
+>>> from symprop.kernels.training.data import make
 >>> ds = make("xor", n_samples=100, seed=1)
 >>> ds
 Dataset(name='xor', task='classification', n_samples=100, n_features=2, n_classes=2)
@@ -70,7 +70,7 @@ class DataError(ValueError):
 
     Examples
     --------
-    >>> from symprop.kernels.data import DataError, make
+    >>> from symprop.kernels.training.data import DataError, make
     >>> try:
     ...     make("nope")
     ... except DataError as exc:
@@ -127,7 +127,7 @@ class Dataset:
     Examples
     --------
     >>> import numpy as np
-    >>> from symprop.kernels.data import Dataset
+    >>> from symprop.kernels.training.data import Dataset
     >>> ds = Dataset(np.zeros((3, 2)), np.array([0, 1, 1]), "classification", 2, "tiny")
     >>> ds.n_samples, ds.n_features, ds.X.dtype, ds.y.dtype
     (3, 2, dtype('float64'), dtype('int64'))
@@ -212,7 +212,7 @@ class Dataset:
 
         Examples
         --------
-        >>> from symprop.kernels.data import make
+        >>> from symprop.kernels.training.data import make
         >>> make("sine", n_samples=7).n_samples
         7
         """
@@ -224,7 +224,7 @@ class Dataset:
 
         Examples
         --------
-        >>> from symprop.kernels.data import make
+        >>> from symprop.kernels.training.data import make
         >>> make("moons").n_features
         2
         """
@@ -256,7 +256,7 @@ class Dataset:
         Examples
         --------
         >>> import numpy as np
-        >>> from symprop.kernels.data import Dataset
+        >>> from symprop.kernels.training.data import Dataset
         >>> ds = Dataset(np.zeros((3, 1)), np.array([0, 2, 1]), "classification", 3, "abc")
         >>> ds.targets(3)
         array([[1., 0., 0.],
@@ -265,7 +265,7 @@ class Dataset:
         >>> ds.targets(1)
         Traceback (most recent call last):
         ...
-        symprop.kernels.data.DataError: dataset 'abc' has 3 classes: a network for it needs 3 outputs (one-hot), not 1
+        symprop.kernels.training.data.DataError: dataset 'abc' has 3 classes: a network for it needs 3 outputs (one-hot), not 1
         """
         if isinstance(n_outputs, bool) or not isinstance(n_outputs, numbers.Integral) or n_outputs < 1:
             raise DataError(f"n_outputs must be a positive int, not {_short_repr(n_outputs)}")
@@ -321,7 +321,7 @@ class Dataset:
 
         Examples
         --------
-        >>> from symprop.kernels.data import make
+        >>> from symprop.kernels.training.data import make
         >>> train, val = make("circles", n_samples=10).split(0.3, seed=4)
         >>> train.n_samples, val.n_samples, val.name
         (7, 3, 'circles:validation')
@@ -569,7 +569,7 @@ def make(name: str, n_samples: int = 512, noise: float | None = None, seed: int 
 
     Examples
     --------
-    >>> from symprop.kernels.data import make
+    >>> from symprop.kernels.training.data import make
     >>> ds = make("spirals3", n_samples=30, seed=2)
     >>> ds.X.shape, ds.n_classes, [int(c) for c in np.bincount(ds.y)]
     ((30, 2), 3, [10, 10, 10])
@@ -818,7 +818,7 @@ def load(path: str | os.PathLike, target: str | None = None) -> Dataset:
     Examples
     --------
     >>> import os, tempfile
-    >>> from symprop.kernels.data import load
+    >>> from symprop.kernels.training.data import load
     >>> d = tempfile.mkdtemp()
     >>> p = os.path.join(d, "points.csv")
     >>> with open(p, "w") as fh:
@@ -833,7 +833,7 @@ def load(path: str | os.PathLike, target: str | None = None) -> Dataset:
     >>> load(p)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    symprop.kernels.data.DataError: ...points.csv: row 2, column 'b': non-numeric cell 'oops'
+    symprop.kernels.training.data.DataError: ...points.csv: row 2, column 'b': non-numeric cell 'oops'
     """
     try:
         path = os.fspath(path)
@@ -887,13 +887,13 @@ def resolve(spec: str, n_samples: int = 512, seed: int = 0) -> Dataset:
 
     Examples
     --------
-    >>> from symprop.kernels.data import resolve
+    >>> from symprop.kernels.training.data import resolve
     >>> resolve("moons", n_samples=64)
     Dataset(name='moons', task='classification', n_samples=64, n_features=2, n_classes=2)
     >>> resolve("mooons")
     Traceback (most recent call last):
     ...
-    symprop.kernels.data.DataError: unknown dataset 'mooons': not a generator (circles, mnist_like, moons, sine, spirals, spirals3, xor) and not a .npz or .csv file
+    symprop.kernels.training.data.DataError: unknown dataset 'mooons': not a generator (circles, mnist_like, moons, sine, spirals, spirals3, xor) and not a .npz or .csv file
     """
     if isinstance(spec, os.PathLike):
         return load(spec)

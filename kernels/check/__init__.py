@@ -1,0 +1,2 @@
+"""Checking: compiled gradients against SymPy and finite differences (:mod:`.verify`) and the
+pytest plugin users load it through (:mod:`.pytest_plugin`, which imports only pytest)."""

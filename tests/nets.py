@@ -1,0 +1,79 @@
+"""The test zoo: small networks shared by the test modules, and one example per registry entry.
+
+Builders are module-level functions (not lambdas made per module), so the session's compiled
+model cache (``compiled_model`` in tests/conftest.py) shares a kernel between every module that
+asks for the same network. :data:`OP_EXAMPLES` must name every op of the registry: a new op
+brings its own example, and :mod:`tests.test_registry` takes it through derive -> code -> verify.
+"""
+
+from __future__ import annotations
+
+from symprop import derive
+from symprop.derive.ops import ACTIVATIONS, ELEMENTWISE_LOSSES, OPS, PENALTIES, ROW_LOSSES
+
+
+def tanh_mse():
+    return derive.mlp([2, 5, 1], activation="tanh", loss="mse")
+
+
+def relu_sce():
+    return derive.mlp([3, 4, 3], activation="relu", loss="softmax_cross_entropy")
+
+
+def tanh_bce():
+    return derive.mlp([2, 4, 1], activation="tanh", loss="bce")
+
+
+def formula_mse():
+    return derive.mlp([2, 3, 1], activation="x*tanh(log(1+exp(x)))", loss="mse")
+
+
+def tanh_mse_l2():
+    return derive.mlp([2, 3, 2], activation="tanh", loss="mse", penalty="l2", weight=0.05)
+
+
+def softmax_mse_l1():
+    """An explicit softmax node (not fused into the loss) and an L1 penalty."""
+    return (derive.Builder("softmax_mse_l1").input("x", 2).dense(3, activation="softplus").dense(2).softmax()
+            .loss("mse").penalty("l1", 0.01).build())
+
+
+#: name -> builder: the networks most modules test with
+NETS = {f.__name__: f for f in (tanh_mse, relu_sce, tanh_bce, formula_mse, tanh_mse_l2, softmax_mse_l1)}
+
+
+# --- one example per registry entry --------------------------------------------------------------
+
+def activation_net(name: str):
+    """A 2-3-1 network with activation ``name`` after the hidden layer, MSE loss."""
+    return derive.mlp([2, 3, 1], activation=name, loss="mse", name=f"act_{name}")
+
+
+def loss_net(name: str):
+    """A 2-3-K network with loss ``name`` (K = 3 for row losses; a sigmoid output for ``bce``)."""
+    out = 3 if name in ROW_LOSSES else 1
+    return derive.mlp([2, 3, out], activation="tanh", loss=name, name=f"loss_{name}")
+
+
+def penalty_net(name: str):
+    """A 2-3-1 tanh network with penalty ``name`` on every weight matrix."""
+    return derive.mlp([2, 3, 1], activation="tanh", loss="mse", penalty=name, weight=0.05, name=f"penalty_{name}")
+
+
+#: op name -> a small network that uses it; every op in the registry must have one
+OP_EXAMPLES = {
+    "input": tanh_mse, "target": tanh_mse, "parameter": tanh_mse, "dense": tanh_mse,
+    "activation": formula_mse, "softmax": softmax_mse_l1, "loss": tanh_bce, "penalty": tanh_mse_l2,
+}
+
+
+def registry_cases() -> list[tuple[str, object]]:
+    """``(id, builder)`` for every registry entry: each op, each built-in activation, loss and
+    penalty. A builder is a zero-argument callable returning a network."""
+    import functools
+
+    cases = [(f"op:{name}", OP_EXAMPLES.get(name)) for name in OPS]
+    cases += [(f"activation:{a}", functools.partial(activation_net, a)) for a in ACTIVATIONS]
+    cases += [(f"loss:{lo}", functools.partial(loss_net, lo)) for lo in (*ELEMENTWISE_LOSSES, *ROW_LOSSES)]
+    cases += [(f"penalty:{p}", functools.partial(penalty_net, p)) for p in PENALTIES]
+    return cases
