@@ -1,4 +1,9 @@
-"""Fixtures shared by the test modules.
+"""Fixtures shared by the test modules, and the suite's house rules.
+
+Two speeds: tests that compile many kernels, run the CUDA simulator, build a wheel or train in
+subprocesses carry ``@pytest.mark.slow`` (or ``pytestmark`` for a whole module);
+``python -m pytest -m "not slow"`` leaves them out for a quick loop, and CI runs everything.
+Shared networks come from ``tests/nets.py`` (the zoo), not from per-module tables.
 
 Every test in ``tests/`` runs with ``SYMPROP_CACHE`` pointing at one temporary kernel cache for
 the whole session. The cache is content-addressed (a file's name is the hash of its source and

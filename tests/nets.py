@@ -42,6 +42,27 @@ def softmax_mse_l1():
 NETS = {f.__name__: f for f in (tanh_mse, relu_sce, tanh_bce, formula_mse, tanh_mse_l2, softmax_mse_l1)}
 
 
+#: the fused epoch against its NumPy reference (tests/test_epoch.py)
+EPOCH_NETS = {"sce": lambda: derive.mlp([2, 4, 3], activation="tanh", loss="softmax_cross_entropy"),
+              "mse": lambda: derive.mlp([2, 8, 1], activation="relu", loss="mse")}
+
+#: the data-parallel epoch against the serial one (tests/test_chunks.py): deeper nets, penalties
+CHUNK_NETS = {
+    "relu-sce": lambda: derive.mlp([3, 6, 5, 4], activation="relu", loss="softmax_cross_entropy"),
+    "relu-mse-l2": lambda: derive.mlp([3, 6, 2], activation="relu", loss="mse", penalty="l2", weight=0.05),
+    "tanh-sce": lambda: derive.mlp([3, 6, 5, 4], activation="tanh", loss="softmax_cross_entropy"),
+    "formula-bce-l1": lambda: derive.mlp([4, 5, 1], activation="x*tanh(log(1+exp(x)))", loss="bce_logits",
+                                         penalty="l1", weight=0.02),
+}
+
+#: a big input layer, split by features at small batches (tests/test_chunks.py)
+SPLIT_NETS = {
+    "wide-relu-sce": lambda: derive.mlp([256, 256, 3], activation="relu", loss="softmax_cross_entropy"),
+    "wide-tanh-mse-l2": lambda: derive.mlp([256, 256, 2], activation="tanh", loss="mse", penalty="l2",
+                                           weight=0.01),
+}
+
+
 # --- one example per registry entry --------------------------------------------------------------
 
 def activation_net(name: str):

@@ -27,13 +27,9 @@ from symprop.kernels.lower import chunks
 from symprop.kernels.cpu.epoch import generate_epoch, hyper_vector
 from symprop.kernels.training.optim import SGD, Adam, AdamW, RMSprop
 
-NETS = {
-    "relu-sce": lambda: derive.mlp([3, 6, 5, 4], activation="relu", loss="softmax_cross_entropy"),
-    "relu-mse-l2": lambda: derive.mlp([3, 6, 2], activation="relu", loss="mse", penalty="l2", weight=0.05),
-    "tanh-sce": lambda: derive.mlp([3, 6, 5, 4], activation="tanh", loss="softmax_cross_entropy"),
-    "formula-bce-l1": lambda: derive.mlp([4, 5, 1], activation="x*tanh(log(1+exp(x)))", loss="bce_logits",
-                                         penalty="l1", weight=0.02),
-}
+from nets import CHUNK_NETS as NETS, SPLIT_NETS
+
+pytestmark = pytest.mark.slow   # every test compiles data-parallel epochs (about 5-50 s each)
 
 
 @pytest.fixture(scope="module")
@@ -340,11 +336,6 @@ def test_every_region_is_typed_and_called_through_a_pointer(key):
 # --- the input layer split by features (kernels.cpu.epoch_keys.SPLIT_MIN_WEIGHTS) -----------------------
 
 #: First layers of 256 x 256 = SPLIT_MIN_WEIGHTS weights: split by features up to 64-row batches.
-SPLIT_NETS = {
-    "wide-relu-sce": lambda: derive.mlp([256, 256, 3], activation="relu", loss="softmax_cross_entropy"),
-    "wide-tanh-mse-l2": lambda: derive.mlp([256, 256, 2], activation="tanh", loss="mse", penalty="l2",
-                                           weight=0.01),
-}
 
 
 def test_split_is_generated_only_for_a_big_input_layer():

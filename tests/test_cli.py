@@ -137,6 +137,7 @@ def test_help_exits_0(capsys):
     assert "check-spec" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_demo(capsys, tmp_path, monkeypatch):
     import shutil
 
@@ -157,6 +158,7 @@ def test_demo(capsys, tmp_path, monkeypatch):
     assert sorted(p.name for p in (out / "demo-figures").iterdir()) == ["activation-1.pdf", "decision.pdf", "training.pdf"]
 
 
+@pytest.mark.slow
 def test_demo_default_out_is_in_the_current_folder(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
@@ -175,6 +177,7 @@ def test_python_dash_m_check_spec_bad():
     assert len(proc.stderr.splitlines()) == 1 and "node 'y'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_train_mnist_like_example_on_cpu(capsys):
     code, out, err = run(capsys, "train", str(EX / "mnist_like.toml"), "--data", "mnist_like", "--backend", "cpu",
                          "--epochs", "1", "--samples", "64", "--batch-size", "32", "--dtype", "float32",

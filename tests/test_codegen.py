@@ -20,17 +20,11 @@ import pytest
 from symprop import derive
 from symprop.derive.evaluation import forward_values
 
+from nets import NETS   # the test zoo: tanh_mse, relu_sce, tanh_bce, formula_mse, tanh_mse_l2, softmax_mse_l1
+
 SEED = 3
 BATCH = 6
 
-
-NETS = {
-    "tanh_mse": lambda: derive.mlp([2, 5, 1], activation="tanh", loss="mse"),
-    "relu_sce": lambda: derive.mlp([3, 4, 3], activation="relu", loss="softmax_cross_entropy"),
-    "sigmoid_bce": lambda: derive.mlp([2, 4, 1], activation="tanh", loss="bce"),
-    "formula": lambda: derive.mlp([2, 3, 1], activation="x*tanh(log(1+exp(x)))", loss="mse"),
-    "l2": lambda: derive.mlp([2, 3, 2], activation="tanh", loss="mse", penalty="l2", weight=0.05),
-}
 
 @pytest.fixture(scope="module")
 def compiled(compiled_model):
@@ -64,7 +58,7 @@ def test_gradients_equal_evaluate_float64(compiled, key):
 
 
 def test_penalty_is_in_the_objective(compiled):
-    model = compiled("l2")
+    model = compiled("tanh_mse_l2")
     values = _values(model)
     loss, _ = _run(model, values)
     env = forward_values(model.backprop, values)
@@ -122,6 +116,7 @@ def test_source_is_plain_and_commented(compiled):
     assert "@" in src and "np.sum(" in src and "for n in range(N):" in src
 
 
+@pytest.mark.slow
 def test_source_is_deterministic():
     """The same network gives the same text (and so the same cache file), in any process."""
     from symprop.kernels.cpu.loss import generate
@@ -244,6 +239,7 @@ print(f"{loss:.15f} {grads['W1'][0, 0]:.15f}", len(m.kernel.stats.cache_hits))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated index", "garbled data", "empty data", "folder for data"])
 def test_a_corrupt_numba_cache_file_is_compiled_over(tmp_path, damage):
     """Numba raised UnpicklingError, EOFError, AttributeError or IsADirectoryError from such a file,
@@ -297,6 +293,7 @@ def test_a_folder_in_place_of_an_index_entry_does_not_stop_compiling(monkeypatch
     assert cache.recall(name) is not None          # and the entry was written over the folder
 
 
+@pytest.mark.slow
 def test_a_network_edited_after_compile_does_not_change_the_model():
     """The epoch function's cache name came from the edited graph but its code from the compiled
     one: tanh code was filed under the relu network's name and handed to later relu models."""
@@ -363,6 +360,7 @@ def test_warnings_are_remembered_with_the_code(monkeypatch):
         assert compile(make()).warnings == first.warnings
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["garbage", "wrong_key", "missing_source", "edited_source", "bad_meta"])
 def test_a_bad_index_entry_is_a_miss_and_is_rewritten(monkeypatch, tmp_path, damage):
     from symprop.kernels import cache
@@ -407,6 +405,7 @@ def test_no_fingerprint_means_no_index(monkeypatch, tmp_path):
     assert model.backprop is not None and not (tmp_path / "derived").exists()
 
 
+@pytest.mark.slow
 def test_second_process_starts_without_deriving(tmp_path):
     """The fingerprint is the same in a new process, so it finds the index entries."""
     code = """

@@ -22,6 +22,9 @@ import numpy as np
 import pytest
 
 from symprop import derive
+
+pytestmark = pytest.mark.slow   # the CUDA simulator run and the PTX compiles take minutes
+
 ROOT = Path(__file__).resolve().parent.parent
 SIM = ROOT / "tests" / "cuda_sim"
 

@@ -157,6 +157,7 @@ def parameter_count(sizes) -> int:
        activation=st.sampled_from(ACTIVATIONS),
        loss=st.sampled_from(["mse", "mae", "bce_logits", "bce"]),
        seed=st.integers(0, 1000))
+@pytest.mark.slow
 def test_random_mlps(sizes, activation, loss, seed):
     """Random MLPs: 1-2 hidden layers of 1-3 units (the ground truth's cost bounds the sizes)."""
     net = derive.mlp(sizes, activation=activation, loss=loss)

@@ -24,8 +24,7 @@ ROWS, BATCH = 23, 5            # 4 full batches and a final batch of 3 rows
 STEP0 = 3
 
 
-NETS = {"sce": lambda: derive.mlp([2, 4, 3], activation="tanh", loss="softmax_cross_entropy"),
-        "mse": lambda: derive.mlp([2, 8, 1], activation="relu", loss="mse")}
+from nets import EPOCH_NETS as NETS
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +140,7 @@ def test_divergence_stops_before_the_bad_update(model):
         np.testing.assert_allclose(m.parameters[p], ref_params[p], rtol=1e-9, err_msg=p)
 
 
+@pytest.mark.slow
 def test_parallel_backend_equals_cpu(model, monkeypatch):
     """The "parallel" backend's epoch, generated with prange taken on every loop (threshold 0)."""
     from symprop.kernels.cpu import epoch_keys

@@ -66,6 +66,7 @@ def test_training_figure(tmp_path, val):
     assert path.read_bytes().startswith(b"%PDF")
 
 
+@pytest.mark.slow
 def test_decision_figures(tmp_path):
     from symprop.kernels.training.data import make
 

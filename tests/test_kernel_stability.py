@@ -5,6 +5,9 @@ import pytest
 
 from symprop import derive
 from symprop import kernels
+
+pytestmark = pytest.mark.slow   # one compile per activation, loss and dtype
+
 EXTREMES = np.array([[-1000.0], [-50.0], [0.0], [50.0], [1000.0]])
 ACTIVATIONS = ["sigmoid", "tanh", "softplus", "silu", "gelu", "elu", "softsign", "x*tanh(log(1+exp(x)))",
                "x*sigmoid(x)", "exp(x)/(1+exp(x))",

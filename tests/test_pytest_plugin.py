@@ -72,11 +72,13 @@ def test_fixture_comes_from_the_entry_point(pytester):
     off.stdout.fnmatch_lines(["*fixture 'assert_gradients' not found*"])
 
 
+@pytest.mark.slow
 def test_user_tests_pass_and_sabotage_fails(user_run):
     user_run.assert_outcomes(passed=1, failed=1)
     user_run.stdout.fnmatch_lines(["PASSED test_user.py::test_user_net", "FAILED test_user.py::test_sabotaged_model*"])
 
 
+@pytest.mark.slow
 def test_failure_message_is_readable(user_run):
     out = user_run.stdout.str()
     failure = out[out.index("test_sabotaged_model ___"):]
@@ -90,6 +92,7 @@ def test_failure_message_is_readable(user_run):
     assert re.search(r"^E\s+b1\s+\(4,\)\s+symbolic\s.*FAIL$", failure, re.M)
 
 
+@pytest.mark.slow
 def test_failure_points_at_the_users_line(user_run):
     out = user_run.stdout.str()
     failure = out[out.index("test_sabotaged_model ___"):out.index("short test summary")]

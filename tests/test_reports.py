@@ -159,6 +159,7 @@ VARIANTS = {
 
 
 @needs_pdf_tools
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(VARIANTS))
 def test_reports_compile_for_every_kind_of_network(tmp_path, kind):
     result = reports.write(VARIANTS[kind](), tmp_path / f"{kind}.pdf", pdf=True)
@@ -336,6 +337,7 @@ def trained(tmp_path_factory):
     return rep, history, result
 
 
+@pytest.mark.slow
 def test_trained_report_has_curves_boundary_and_table(trained):
     rep, history, result = trained
     assert [p.name for p in rep.figures] == ["activation-1.pdf", "training.pdf", "decision.pdf"]
@@ -350,6 +352,7 @@ def test_trained_report_has_curves_boundary_and_table(trained):
 
 
 @needs_pdf_tools
+@pytest.mark.slow
 def test_trained_report_pdf(trained):
     rep, _, result = trained
     txt = pdf_text(rep.pdf)
@@ -378,6 +381,7 @@ def test_cli_report(capsys, tmp_path):
     assert stdout.rstrip().endswith(f"report: {out}")
 
 
+@pytest.mark.slow
 def test_cli_report_train_no_pdf(capsys, tmp_path):
     out = tmp_path / "t.tex"
     code, stdout, err = run_cli(capsys, "report", str(EX / "swish.toml"), "-o", str(out), "--train", "--epochs", "3",

@@ -37,6 +37,7 @@ def test_training_learns_moons(net, moons):
     assert history.last["accuracy"] > 0.85
 
 
+@pytest.mark.slow
 def test_float32_trains_too(net, moons):
     model = fresh(net, dtype="float32")
     history = train(model, *moons, epochs=20, batch_size=16, optimizer=Adam(lr=0.05), progress=False)
@@ -59,6 +60,7 @@ def test_deterministic_under_seed(net, moons):
     assert h.column("loss") != runs[0][0]
 
 
+@pytest.mark.slow
 def test_validation_split_reports_metrics(net, moons):
     model = fresh(net)
     h = train(model, *moons, epochs=2, batch_size=32, validation=0.25, progress=False)

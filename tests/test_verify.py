@@ -12,15 +12,15 @@ import pytest
 from symprop import derive
 from symprop.kernels.check import verify as V
 
+from nets import NETS as ZOO
 
-NETS = {
-    "tanh_mse": lambda: derive.mlp([2, 5, 1], activation="tanh", loss="mse"),
-    "relu_sce": lambda: derive.mlp([2, 3, 3], activation="relu", loss="softmax_cross_entropy"),
-    "formula": lambda: derive.mlp([3, 4, 2], activation="x*tanh(log(1+exp(x)))", loss="mse"),
-    "l2": lambda: derive.mlp([2, 3, 2], activation="tanh", loss="mse", penalty="l2", weight=0.05),
-    "big": lambda: derive.mlp([30, 80, 10], activation="relu", loss="mse"),         # 3290 values
-}
-SMALL = ["tanh_mse", "relu_sce", "formula", "l2"]
+
+def big():
+    return derive.mlp([30, 80, 10], activation="relu", loss="mse")         # 3290 values
+
+
+SMALL = ["tanh_mse", "relu_sce", "formula_mse", "tanh_mse_l2"]
+NETS = {**{k: ZOO[k] for k in SMALL}, "big": big}
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +73,11 @@ def test_verify_compiles_a_network_itself():
 
 
 def test_model_passed_positionally(compiled):
-    result = V.verify(compiled("l2"), symbolic=False)
+    result = V.verify(compiled("tanh_mse_l2"), symbolic=False)
     assert result.ok and not result.symbolic_used and "symbolic=False" in result.symbolic_note
     assert {r.reference for r in result.rows} == {"finite-diff"}
     # a float32 model is differenced through a float64 compile of its network, made here
-    result32 = V.verify(compiled("l2", "float32"), symbolic=False)
+    result32 = V.verify(compiled("tanh_mse_l2", "float32"), symbolic=False)
     assert result32.ok and result32.dtype == "float32"
     assert {(r.rtol, r.atol) for r in result32.rows} == {V.TOLERANCES["float32"]["finite-diff"]}
 
@@ -85,8 +85,8 @@ def test_model_passed_positionally(compiled):
 def test_a_model_with_the_network_it_was_compiled_from(compiled):
     """A model keeps a copy of its network: the caller's graph is accepted when equal, and a
     different one is refused."""
-    model = compiled("l2")
-    same = NETS["l2"]()
+    model = compiled("tanh_mse_l2")
+    same = NETS["tanh_mse_l2"]()
     assert same is not model.net and V.verify(same, model=model, symbolic=False).ok
     other = NETS["tanh_mse"]()
     with pytest.raises(ValueError, match="or the network it was compiled from"):
@@ -94,8 +94,8 @@ def test_a_model_with_the_network_it_was_compiled_from(compiled):
 
 
 def test_table_names_every_parameter(compiled):
-    model = compiled("l2")
-    result = _check(compiled, "l2")
+    model = compiled("tanh_mse_l2")
+    result = _check(compiled, "tanh_mse_l2")
     table = result.table()
     assert str(result) == table
     lines = table.splitlines()
@@ -142,9 +142,9 @@ def test_bad_tolerances_are_refused(tolerances, needle):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("parameter", ["W1", "b2"])
 def test_wrong_rule_fails_naming_the_parameter(compiled, monkeypatch, dtype, parameter):
-    model = compiled("formula", dtype)
+    model = compiled("formula_mse", dtype)
     _sabotage(monkeypatch, model, parameter)
-    result = _check(compiled, "formula", dtype)
+    result = _check(compiled, "formula_mse", dtype)
     assert not result.ok
     failed = {(r.parameter, r.reference) for r in result.failures()}
     assert failed == {(parameter, "symbolic"), (parameter, "finite-diff")}
@@ -155,7 +155,7 @@ def test_wrong_rule_fails_naming_the_parameter(compiled, monkeypatch, dtype, par
     assert "FAIL" in result.table() and result.table().splitlines()[-1].startswith("result: 2 of")
 
     with pytest.raises(AssertionError) as info:
-        V.assert_gradients(model, fd_model=compiled("formula", "float64"))
+        V.assert_gradients(model, fd_model=compiled("formula_mse", "float64"))
     message = str(info.value)
     assert message.startswith(f"gradient check failed for {parameter!r}")
     assert f"worst element {parameter}[" in message
