@@ -1,8 +1,8 @@
 """The backend table that :func:`compile` looks a backend up in: a new backend is one entry.
 
-Each entry names the function that compiles a network for it, as ``module:function`` under
-``symprop.kernels`` (imported on first use, so the CUDA toolchain loads only for ``"cuda"``),
-with what the backend is. The function takes ``(net, dtype, seed, backend)`` and returns a
+Each entry names the function that compiles a network for it, as ``module:function`` (a module
+starting with ``.`` is under ``symprop.kernels``; imported on first use, so the CUDA toolchain
+loads only for ``"cuda"``), with what the backend is. The function takes ``(net, dtype, seed, backend)`` and returns a
 :class:`~symprop.kernels.model.CompiledModel` (or a subclass with the same API).
 
 >>> sorted(BACKENDS)
@@ -23,8 +23,9 @@ __all__ = ["Backend", "BACKENDS", "compile"]
 
 @dataclass(frozen=True)
 class Backend:
-    """A backend: its name, the ``module:function`` under ``symprop.kernels`` that compiles a
-    network for it, whether its training epoch runs on several cores, and one line for users."""
+    """A backend: its name, the ``module:function`` that compiles a network for it (``.model``
+    is ``symprop.kernels.model``), whether its training epoch runs on several cores, and one line
+    for users."""
 
     name: str
     maker: str
