@@ -16,6 +16,11 @@ An entry is trusted only when the module it names exists and still hashes to its
 else (missing, unreadable, malformed, stale) reads as a miss, and the caller derives again and
 overwrites the entry.
 
+Trust: nothing is imported or unpickled from a cache another user could change. The cache folder
+is created owner-only, and :func:`check_private` (owned by this user, no group or other write bit)
+holds for the folder, the module, its ``__pycache__`` entries (Numba's pickled index and data) and
+the derived-index entry before any of them is read; otherwise :class:`UntrustedCache`.
+
 Examples
 --------
 >>> key = cache_key("VALUE = 1\\n")
@@ -40,7 +45,7 @@ from pathlib import Path
 from types import ModuleType
 
 __all__ = ["cache_dir", "cache_key", "source_path", "write_source", "load", "clear_memory",
-           "generator_version", "remember", "recall"]
+           "generator_version", "remember", "recall", "UntrustedCache", "check_private"]
 
 _LOCK = threading.Lock()
 _LOADED: dict[str, ModuleType] = {}
@@ -51,6 +56,77 @@ def cache_dir() -> Path:
     """``$SYMPROP_CACHE`` if set (and non-empty), else ``~/.cache/symprop``."""
     env = os.environ.get("SYMPROP_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "symprop"
+
+
+class UntrustedCache(ValueError):
+    """The kernel cache, or a file in it, could be changed by another user: nothing in it is
+    imported or loaded (Numba's index files are pickles, and a generated module is Python)."""
+
+
+def check_private(path: Path, what: str = "the kernel cache") -> None:
+    """Raise :class:`UntrustedCache` unless ``path`` (followed through links) is owned by this
+    process's user and writable by nobody else (no group or other write bit). A missing path
+    passes: nothing can be loaded from it. Windows (no POSIX modes) is not checked.
+
+    >>> import tempfile
+    >>> check_private(Path(tempfile.mkdtemp()))           # mkdtemp makes it 0o700
+    >>> p = Path(tempfile.mkdtemp()); p.chmod(0o777)
+    >>> check_private(p)                                    # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    symprop.kernels.cache.UntrustedCache: ... is writable by other users (mode 777): ...
+    """
+    if os.name != "posix":   # pragma: no cover
+        return
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as e:
+        raise UntrustedCache(f"{what} {path} cannot be checked ({e.strerror or e}): "
+                             "set SYMPROP_CACHE to a private folder") from None
+    if st.st_uid != os.geteuid():
+        problem = f"is owned by another user (uid {st.st_uid})"
+    elif st.st_mode & 0o022:
+        problem = f"is writable by other users (mode {st.st_mode & 0o777:o})"
+    else:
+        return
+    root = cache_dir()
+    where = f"{what} {path}" if path == root else f"{path} in the kernel cache {root}"
+    raise UntrustedCache(f"{where} {problem}: symprop imports no code from it; make it private "
+                         "(chmod go-w, owned by you) or set SYMPROP_CACHE to a private folder")
+
+
+def private_cache_dir() -> Path:
+    """:func:`cache_dir`, created owner-only (0o700) when missing, and checked with
+    :func:`check_private` (:class:`UntrustedCache` when another user could change it)."""
+    root = cache_dir()
+    if not root.exists():
+        try:
+            root.parent.mkdir(parents=True, exist_ok=True)
+            root.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise ValueError(f"the kernel cache {root} cannot be written ({e.strerror or e}): "
+                             "set SYMPROP_CACHE to a folder you can write") from None
+    if not root.is_dir():
+        raise ValueError(f"the kernel cache {root} cannot be written (it is not a folder): "
+                         "set SYMPROP_CACHE to a folder you can write")
+    check_private(root)
+    return root
+
+
+def _check_module_files(path: Path) -> None:
+    """Check a generated module, its folder, and the Numba index and data files that importing and
+    calling it would load (``__pycache__/<stem>.*``), before any of them is imported or unpickled."""
+    check_private(path.parent)
+    check_private(path)
+    pycache = path.parent / "__pycache__"
+    check_private(pycache)
+    if pycache.is_dir():
+        for entry in pycache.glob(glob.escape(path.stem) + ".*"):
+            check_private(entry)
 
 
 @functools.cache
@@ -93,6 +169,7 @@ def _content_ok(path: Path, source: str) -> bool:
 def write_source(source: str) -> Path:
     """The cache file for ``source``, written atomically if it is missing or wrong; never rewritten
     otherwise. A cache that cannot be written is a ValueError naming it and ``$SYMPROP_CACHE``."""
+    private_cache_dir()
     path = source_path(source)
     if path.is_file() and _content_ok(path, source):
         return path
@@ -143,6 +220,9 @@ def _unlink(path: Path) -> None:
 
 
 def _import(path: Path) -> ModuleType:
+    with contextlib.suppress(OSError):   # where Numba keeps the index files: owner-only from the start
+        (path.parent / "__pycache__").mkdir(mode=0o700)
+    _check_module_files(path)
     name = MODULE_PREFIX + path.stem
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -167,6 +247,8 @@ def load(source: str) -> ModuleType:
             return module
         try:
             module = _import(path)
+        except UntrustedCache:
+            raise
         except Exception:
             # a corrupt file, or a corrupt Numba cache entry of a function compiled on import (those
             # with explicit signatures): delete them, rewrite, import once more
@@ -210,8 +292,19 @@ def _heal_numba_cache(dispatcher) -> None:
             remove()
             with contextlib.suppress(Exception):
                 save(sig, data)
+        if index is not None:   # Numba writes with the process's umask: none may be group-writable
+            _make_private(Path(index).parent, Path(index).stem)
 
     cache.load_overload, cache.save_overload, cache._symprop_healing = load_overload, save_overload, True
+
+
+def _make_private(folder: Path, stem: str) -> None:
+    """Clear the group and other write bits of Numba's files ``<stem>.*`` in ``folder``."""
+    for entry in folder.glob(glob.escape(stem) + ".*") if folder.is_dir() else ():
+        with contextlib.suppress(OSError):
+            mode = entry.stat().st_mode
+            if mode & 0o022 and entry.is_file():
+                entry.chmod(mode & 0o755)
 
 
 def _remove_numba_files(folder: Path, stem: str) -> None:
@@ -234,7 +327,7 @@ def remember(name: str, source: str, **meta) -> None:
     path = _index_path(name)
     entry = json.dumps({"source": cache_key(source), "meta": meta}, sort_keys=True)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
         if path.is_dir():   # a folder in the way
             shutil.rmtree(path)
         with _temporary_copy(path, entry) as tmp:
@@ -246,8 +339,11 @@ def remember(name: str, source: str, **meta) -> None:
 def recall(name: str) -> tuple[str, dict] | None:
     """``(source, meta)`` remembered for ``name``, or None when there is no sound entry: the
     entry must parse and name a cached module whose content still hashes to its key."""
+    path = _index_path(name)
+    check_private(private_cache_dir() / "derived")
+    check_private(path)
     try:
-        entry = json.loads(_index_path(name).read_text(encoding="utf-8"))
+        entry = json.loads(path.read_text(encoding="utf-8"))
         key, meta = entry["source"], entry["meta"]
         if not isinstance(key, str) or not isinstance(meta, dict):
             return None
