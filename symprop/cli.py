@@ -116,19 +116,19 @@ def cmd_train(args) -> int:
 
 def _check_outputs(args) -> None:
     """Refuse bad output options before the compilation and training, not after them."""
-    from symprop.derive.atomic import check_writable
+    from symprop.derive.atomic import check_outputs_distinct, check_writable
 
     if args.resume and not args.checkpoint:
         raise ValueError("--resume needs --checkpoint (the file to resume from)")
     if args.save and not args.save.endswith(".npz"):
         raise ValueError(f"{args.save}: parameters are saved as .npz")
     outputs = {"--save": args.save, "--checkpoint": args.checkpoint, "--history": args.history}
-    given = {option: Path(path).resolve() for option, path in outputs.items() if path}
-    for option, path in given.items():
-        clash = [other for other, p in given.items() if other < option and p == path]
-        if clash:
-            raise ValueError(f"{outputs[option]}: {clash[0]} and {option} name the same file")
-        check_writable(outputs[option])
+    inputs = {"the spec": args.spec, "--data": args.data if Path(args.data).exists() else None}
+    # with --resume the checkpoint is read and then written: the same file on purpose
+    check_outputs_distinct(outputs, inputs)
+    for path in outputs.values():
+        if path:
+            check_writable(path)
 
 
 def _summary(history, epochs: int) -> None:
@@ -157,7 +157,11 @@ REPORT_TRAINING = {"data": "moons", "samples": 512, "epochs": 100, "batch_size":
 def cmd_report(args) -> int:
     from symprop.reports import report_paths
 
-    report_paths(args.output)   # a bad name or a folder in the way: refused before any work
+    from symprop.derive.atomic import check_outputs_distinct
+
+    tex, pdf = report_paths(args.output)   # a bad name or a folder in the way: refused before any work
+    check_outputs_distinct({"the report's .tex": tex, "the report's PDF": pdf},
+                           {"the spec": args.spec, "--data": args.data if args.data and Path(args.data).exists() else None})
     given = [k for k in REPORT_TRAINING if getattr(args, k) is not None]
     if given and not args.train:
         raise ValueError(f"--{given[0].replace('_', '-')} applies only with --train")

@@ -290,7 +290,7 @@ def test_numpy_integers_are_counts(net, moons):
 @pytest.mark.parametrize("extra,needle", [
     (["--save", "{folder}"], "is a folder, not a file"),
     (["--history", "{file}/h.json"], "is a file, not a folder"),
-    (["--checkpoint", "{tmp}/c.npz", "--save", "{tmp}/./c.npz"], "--checkpoint and --save name the same file"),
+    (["--checkpoint", "{tmp}/c.npz", "--save", "{tmp}/./c.npz"], "--save and --checkpoint name the same file"),
     (["--resume"], "--resume needs --checkpoint"),
     (["--save", "{tmp}/p.txt"], "parameters are saved as .npz"),
     (["--momentum", "0.9"], "optimizer 'adam' has no option 'momentum'"),
