@@ -25,13 +25,72 @@ from .graph import DELTA_PREFIX, GRAD_PREFIX
 from .ops import BATCH
 
 __all__ = ["value_matrix", "value_base", "grad_matrix", "grad_base", "delta_matrix", "delta_base",
-           "parse_name", "dims", "GRAD_PREFIX", "DELTA_PREFIX", "FREE", "DUMMY"]
+           "parse_name", "dims", "GRAD_PREFIX", "DELTA_PREFIX", "FREE", "DUMMY", "indices", "feature_indices",
+           "dummies", "extents", "BATCH_DUMMY"]
 
 
-#: Free indices of index equations: batch row n, then feature i (parameters: i, j).
-FREE = sp.symbols("n i j", integer=True, nonnegative=True)
-#: Summation indices used in definitions (never free in a result).
-DUMMY = sp.symbols("m k l r", integer=True, nonnegative=True)
+def _index(name: str) -> sp.Symbol:
+    return sp.Symbol(name, integer=True, nonnegative=True)
+
+
+#: Free indices of index equations: batch row n, then feature i (parameters: i, j); see
+#: :func:`indices` for any rank.
+FREE = tuple(map(_index, ("n", "i", "j")))
+#: Summation indices used in definitions (never free in a result); see :func:`dummies`.
+DUMMY = tuple(map(_index, ("m", "k", "l", "r")))
+#: The summation index that runs over the batch's rows.
+BATCH_DUMMY = DUMMY[0]
+
+_FEATURE_NAMES = ("i", "j", "p", "q")
+_DUMMY_NAMES = ("k", "l", "r", "s", "u", "v")
+
+
+def _names(pool: tuple[str, ...], stem: str, count: int) -> list[str]:
+    return list(pool[:count]) + [f"{stem}{q}" for q in range(len(pool), count)]
+
+
+def feature_indices(rank: int) -> tuple:
+    """The free indices of ``rank`` feature axes, in axis order: ``i, j, p, q``, then ``i4, i5, ...``.
+
+    >>> feature_indices(3)
+    (i, j, p)
+    """
+    return tuple(map(_index, _names(_FEATURE_NAMES, "i", rank)))
+
+
+def indices(rank: int, batched: bool) -> tuple:
+    """The free indices of a value with ``rank`` feature axes: the batch row ``n`` first when
+    ``batched``, then :func:`feature_indices`.
+
+    >>> indices(1, True), indices(2, False)
+    ((n, i), (i, j))
+    """
+    return ((FREE[0],) if batched else ()) + feature_indices(rank)
+
+
+def dummies(count: int, avoid=()) -> tuple:
+    """``count`` summation indices for feature axes, in axis order: ``k, l, r, s, u, v``, then
+    ``k6, k7, ...``, leaving out the symbols in ``avoid``. The batch's is :data:`BATCH_DUMMY`.
+
+    >>> dummies(2), dummies(2, avoid=dummies(2))
+    ((k, l), (r, s))
+    """
+    avoid = set(avoid)
+    out: list = []
+    total = count
+    while len(out) < count:
+        out = [d for d in map(_index, _names(_DUMMY_NAMES, "k", total)) if d not in avoid][:count]
+        total += 1
+    return tuple(out)
+
+
+def extents(shape: tuple[int, ...], batched: bool) -> tuple:
+    """The ranges of :func:`indices`: ``N`` for the batch, then the feature sizes (SymPy integers).
+
+    >>> extents((2, 3), True)
+    (N, 2, 3)
+    """
+    return ((BATCH,) if batched else ()) + tuple(sp.Integer(d) for d in shape)
 
 
 def dims(shape: tuple[int, ...], batched: bool) -> tuple:
