@@ -30,6 +30,7 @@ import numpy as np
 import sympy as sp
 
 from . import symbols as S
+from .indexcalc import FloorDiv
 from .ops import BATCH
 
 __all__ = ["evaluate", "forward_values", "objective", "finite_differences", "leaf_values", "NUMERIC_FUNCTIONS"]
@@ -69,8 +70,9 @@ def _matrix_value(expr, env: dict[str, np.ndarray], batch: int) -> np.ndarray:
 
 
 def _integer_index(expr, grid: dict) -> np.ndarray | int:
-    """An index expression (sums and integer multiples of indices, ``floor`` of them divided by
-    an integer, ``Mod``) evaluated exactly in integers over ``grid`` (index -> open-grid array)."""
+    """An index expression (sums and integer multiples of indices, their quotients
+    :class:`~derive.indexcalc.FloorDiv` and remainders ``Mod`` by an integer) evaluated exactly in
+    integers over ``grid`` (index -> open-grid array)."""
     if expr.is_Integer:
         return int(expr)
     if expr.is_Symbol:
@@ -79,10 +81,8 @@ def _integer_index(expr, grid: dict) -> np.ndarray | int:
         return sum(_integer_index(a, grid) for a in expr.args)
     if isinstance(expr, sp.Mul) and expr.args[0].is_Integer:
         return int(expr.args[0]) * _integer_index(sp.Mul(*expr.args[1:]), grid)
-    if isinstance(expr, sp.floor):
-        numerator, denominator = sp.fraction(sp.together(expr.args[0]))
-        if denominator.is_Integer:
-            return _integer_index(sp.expand(numerator), grid) // int(denominator)
+    if isinstance(expr, FloorDiv):
+        return _integer_index(expr.args[0], grid) // int(expr.args[1])
     if isinstance(expr, sp.Mod) and expr.args[1].is_Integer:
         return _integer_index(expr.args[0], grid) % int(expr.args[1])
     raise TypeError(f"cannot evaluate the index expression {expr}")

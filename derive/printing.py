@@ -219,6 +219,12 @@ class UnicodePrinter(_Names, StrPrinter):
     def _print_Abs(self, e):
         return f"|{self._print(e.args[0])}|"
 
+    def _print_FloorDiv(self, e):
+        return f"⌊{self._print(e.args[0])}/{self._print(e.args[1])}⌋"
+
+    def _print_Mod(self, e):
+        return f"{self.parenthesize(e.args[0], 50)} mod {self._print(e.args[1])}"
+
 
 class SympropLatexPrinter(_Names, LatexPrinter):
     """LaTeX printing of derived equations; node names are escaped user text."""
@@ -278,6 +284,9 @@ class SympropLatexPrinter(_Names, LatexPrinter):
 
     def _print_Heaviside(self, e, exp=None):
         return rf"H\left({self._print(e.args[0])}\right)"
+
+    def _print_FloorDiv(self, e):
+        return rf"\left\lfloor {self._print(e.args[0])}/{self._print(e.args[1])} \right\rfloor"
 
     def _print_NumberSymbol(self, e):  # pi, GoldenRatio, ...: their own _latex (printmethod skips it)
         return e._latex(self)
@@ -387,7 +396,7 @@ def pretty_report(bp, unicode: bool = True) -> str:
 
 
 _ASCII = {"∂": "d", "δ": "delta", "⊙": "(*)", "·": "*", "ᵀ": "^T", "𝟙": "1", "Σ": "sum", "ₙ": "_n", "→": "->",
-          "×": "x", "√": "sqrt", "←": "<-"}
+          "×": "x", "√": "sqrt", "←": "<-", "⌊": "floor(", "⌋": ")"}
 _SUPERSCRIPT = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁽⁾]+")
 
 

@@ -97,7 +97,7 @@ class Elementwise(Form):
             self._must_be_batch(args, next(iter(args)))
         elif not self.batched(args):
             raise ValueError(f"at least one argument must be a batch of rows (all of "
-                             f"{', '.join(repr(a.node) for a in args.values())} are parameters)")
+                             f"{', '.join(repr(args[a].node) for a in op.args if a in args)} are parameters)")
 
     def layer_role(self, op, args) -> str | None:
         return "activation" if tuple(args) == ("x",) else None

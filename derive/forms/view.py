@@ -11,10 +11,13 @@ index's flat offset: ``∂L/∂x[n, i, j] = ∂L/∂y[n, 3*i + j]``.
 Examples
 --------
 >>> from symprop import derive
->>> net = derive.Builder("f").input("x", [2, 3]).flatten(name="h").loss("mse").build()
+>>> net = (derive.Builder("f").input("x", [2, 3]).parameter("g", [2, 3]).mul("g", name="h")
+...        .flatten(name="f").loss("mse").build())
 >>> d = derive.backprop(net)
->>> d.nodes["h"].forward.rhs
-x[n, floor(i/3), Mod(i, 3)]
+>>> d.nodes["f"].forward.rhs
+h[n, FloorDiv(i, 3), Mod(i, 3)]
+>>> d.nodes["f"].vjps["x"].rhs
+dL/df[n, 3*i + j]
 """
 
 from __future__ import annotations
@@ -46,28 +49,30 @@ def unravel(offset, shape: tuple) -> tuple:
 
     >>> import sympy as sp
     >>> unravel(sp.Symbol("o", integer=True, nonnegative=True), (2, 3))
-    (floor(o/3), Mod(o, 3))
+    (FloorDiv(o, 3), Mod(o, 3))
     """
     import sympy as sp
 
+    from ..indexcalc import FloorDiv
+
     digits = []
     for axis, (d, s) in enumerate(zip(shape, strides(shape))):
-        q = sp.floor(offset / s)
+        q = FloorDiv(offset, s)
         digits.append(q if axis == 0 else sp.Mod(q, d))
     return tuple(digits)
 
 
 def _tidy_digits(expr, extents: Mapping):
-    """``floor(i/d) -> 0`` and ``Mod(i, d) -> i`` for an index ``i`` whose extent is at most ``d``."""
+    """``FloorDiv(i, d) -> 0`` and ``Mod(i, d) -> i`` for an index ``i`` whose extent is at most ``d``."""
     import sympy as sp
+
+    from ..indexcalc import FloorDiv
 
     def small(e, d):
         return e in extents and d.is_Integer and extents[e] <= d
 
-    expr = expr.replace(lambda e: isinstance(e, sp.floor) and e.args[0].is_Mul and len(e.args[0].args) == 2
-                        and e.args[0].args[0].is_Rational and small(e.args[0].args[1], 1 / e.args[0].args[0]),
-                        lambda e: sp.S.Zero)
-    return expr.replace(lambda e: isinstance(e, sp.Mod) and small(e.args[0], e.args[1]), lambda e: e.args[0])
+    expr = expr.replace(lambda e: isinstance(e, FloorDiv) and small(*e.args), lambda e: sp.S.Zero)
+    return expr.replace(lambda e: isinstance(e, sp.Mod) and small(*e.args), lambda e: e.args[0])
 
 
 class View(Form):
