@@ -19,9 +19,10 @@ Examples
 >>> import sympy as sp
 >>> n, i = sp.symbols("n i", integer=True)
 >>> eq = Equation(sp.IndexedBase("a")[n, i], sp.tanh(sp.IndexedBase("z")[n, i]), "index", (n, i), (4, 3))
->>> print(eq), eq.elementwise
+>>> print(eq)
 a[n, i] = tanh(z[n, i])
-(None, True)
+>>> eq.elementwise
+True
 """
 
 from __future__ import annotations

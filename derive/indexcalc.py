@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
 
 __all__ = ["contract", "vjp", "index_symbols", "FloorDiv"]
 
@@ -38,8 +39,8 @@ class FloorDiv(sp.Function):
     >>> FloorDiv(3*i + j, 3), FloorDiv(7, 3)
     (i + FloorDiv(j, 3), 2)
     >>> from sympy.printing.pycode import pycode
-    >>> pycode(FloorDiv(i, 49))
-    '(i // 49)'
+    >>> pycode(FloorDiv(i, 49)), pycode(FloorDiv(i + j, 2))
+    ('(i // 49)', '((i + j) // 2)')
     """
 
     is_integer = True
@@ -63,7 +64,7 @@ class FloorDiv(sp.Function):
         return self.args[0].is_nonnegative
 
     def _floordiv_code(self, printer) -> str:
-        return f"({printer._print(self.args[0])} // {printer._print(self.args[1])})"
+        return f"({printer.parenthesize(self.args[0], PRECEDENCE['Mul'])} // {printer._print(self.args[1])})"
 
     _pythoncode = _numpycode = _lambdacode = _mpmathcode = _floordiv_code
 

@@ -220,7 +220,7 @@ class UnicodePrinter(_Names, StrPrinter):
         return f"|{self._print(e.args[0])}|"
 
     def _print_FloorDiv(self, e):
-        return f"⌊{self._print(e.args[0])}/{self._print(e.args[1])}⌋"
+        return f"⌊{self.parenthesize(e.args[0], 50)}/{self._print(e.args[1])}⌋"
 
     def _print_Mod(self, e):
         return f"{self.parenthesize(e.args[0], 50)} mod {self._print(e.args[1])}"
@@ -286,7 +286,7 @@ class SympropLatexPrinter(_Names, LatexPrinter):
         return rf"H\left({self._print(e.args[0])}\right)"
 
     def _print_FloorDiv(self, e):
-        return rf"\left\lfloor {self._print(e.args[0])}/{self._print(e.args[1])} \right\rfloor"
+        return rf"\left\lfloor {self.parenthesize(e.args[0], 50)}/{self._print(e.args[1])} \right\rfloor"
 
     def _print_NumberSymbol(self, e):  # pi, GoldenRatio, ...: their own _latex (printmethod skips it)
         return e._latex(self)

@@ -5,7 +5,10 @@ One place decides the names, so printers, code generators and tests agree:
 * the value of node ``v`` is ``v`` (a :class:`sympy.MatrixSymbol` in matrix equations, an
   :class:`sympy.IndexedBase` in index equations);
 * the gradient of the objective with respect to it is ``dL/dv`` (printed ``∂L/∂v``);
-* the layer-recursion error of layer ``l`` is ``delta(l)`` (printed ``δ⁽ˡ⁾``).
+* the layer-recursion error of layer ``l`` is ``delta(l)`` (printed ``δ⁽ˡ⁾``);
+* index equations take their free indices from the value's shape: ``n`` for the batch, then one
+  per feature axis (``i, j, u, v, ...``: :func:`indices`), and sum over ``m`` (the batch) and
+  ``k, l, r, s, ...`` (:func:`dummies`), so a rank-1 value reads ``x[n, i]`` as it always did.
 
 Examples
 --------
@@ -41,8 +44,8 @@ DUMMY = tuple(map(_index, ("m", "k", "l", "r")))
 #: The summation index that runs over the batch's rows.
 BATCH_DUMMY = DUMMY[0]
 
-_FEATURE_NAMES = ("i", "j", "p", "q")
-_DUMMY_NAMES = ("k", "l", "r", "s", "u", "v")
+_FEATURE_NAMES = ("i", "j", "u", "v")   # in alphabetical order, so sums of them print in axis order
+_DUMMY_NAMES = ("k", "l", "r", "s")
 
 
 def _names(pool: tuple[str, ...], stem: str, count: int) -> list[str]:
@@ -50,10 +53,10 @@ def _names(pool: tuple[str, ...], stem: str, count: int) -> list[str]:
 
 
 def feature_indices(rank: int) -> tuple:
-    """The free indices of ``rank`` feature axes, in axis order: ``i, j, p, q``, then ``i4, i5, ...``.
+    """The free indices of ``rank`` feature axes, in axis order: ``i, j, u, v``, then ``i4, i5, ...``.
 
     >>> feature_indices(3)
-    (i, j, p)
+    (i, j, u)
     """
     return tuple(map(_index, _names(_FEATURE_NAMES, "i", rank)))
 
@@ -69,8 +72,8 @@ def indices(rank: int, batched: bool) -> tuple:
 
 
 def dummies(count: int, avoid=()) -> tuple:
-    """``count`` summation indices for feature axes, in axis order: ``k, l, r, s, u, v``, then
-    ``k6, k7, ...``, leaving out the symbols in ``avoid``. The batch's is :data:`BATCH_DUMMY`.
+    """``count`` summation indices for feature axes, in axis order: ``k, l, r, s``, then
+    ``k4, k5, ...``, leaving out the symbols in ``avoid``. The batch's is :data:`BATCH_DUMMY`.
 
     >>> dummies(2), dummies(2, avoid=dummies(2))
     ((k, l), (r, s))

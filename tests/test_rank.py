@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from symprop import derive
+from symprop.derive import symbols as S
 from symprop.derive.evaluation import finite_differences, forward_values
 
 
@@ -151,7 +152,7 @@ def test_a_bias_over_the_last_axis_gets_the_gradient_summed_over_the_batch_and_t
     np.testing.assert_allclose(grads["b"], upstream.sum(axis=(0, 1)), rtol=1e-13)
     vjp = bp.nodes["h"].vjps["y"]
     assert isinstance(vjp.rhs, sp.Sum) and [str(lim[0]) for lim in vjp.rhs.limits] == ["k", "m"]
-    assert vjp.extents == (3,) and vjp.indices == derive.symbols.feature_indices(1)
+    assert vjp.extents == (3,) and vjp.indices == S.feature_indices(1)
 
 
 def test_stretched_axes_sum_and_index_zero():
@@ -168,7 +169,7 @@ def test_activation_vjp_at_rank_2_is_through_the_output_and_elementwise():
     bp = derive.backprop(B("a", [2, 3]).parameter("b", [2, 3]).add("b", name="h").activation("tanh", name="a")
                          .loss("mse").build())
     eq = bp.nodes["a"].vjps["x"]
-    assert eq.elementwise and eq.indices == derive.symbols.indices(2, True)
+    assert eq.elementwise and eq.indices == S.indices(2, True)
     assert derive.pretty_equation(eq) == "∂L/∂h = ∂L/∂a ⊙ (1 - a²)"
 
 
@@ -194,11 +195,31 @@ def test_flatten_prints_as_an_index_identity():
     assert derive.pretty_equation(bp.nodes["f"].vjps["x"]) == "∂L/∂h[n,i,j] = ∂L/∂f[n,3*i + j]"
 
 
+@pytest.mark.parametrize("shape,new", [([2, 2, 3], [3, 2, 2]), ([4, 6], [2, 3, 4]), ([2, 49], [98])])
+def test_view_indices_print_as_exact_integer_code(shape, new):
+    """The code printers (lambdify here, the kernels' printer alike) get ``//`` and ``%`` with the
+    precedence kept: ``(4*i + 2*j + u) // 6``, never ``math.floor((1/6)*...)``."""
+    from sympy.printing.pycode import pycode
+
+    bp = derive.backprop(B("v", shape).parameter("b", shape).mul("b", name="h").reshape(new, name="r")
+                         .loss("mse").build())
+    for eq, src, dst in [(bp.nodes["r"].forward, shape, new), (bp.nodes["r"].vjps["x"], new, shape)]:
+        (element,) = [e for e in eq.rhs.atoms(sp.Indexed)]
+        code = pycode(sp.Tuple(*element.indices))
+        assert "floor" not in code and "/" not in code.replace("//", ""), code
+        read = sp.lambdify(eq.indices[1:], sp.Tuple(*element.indices[1:]), modules="math")
+        for at in np.ndindex(*dst):
+            assert tuple(read(*at)) == np.unravel_index(np.ravel_multi_index(at, dst), src), (at, code)
+
+
 def test_reshape_of_a_reshape_back_is_the_identity_index():
     bp = derive.backprop(B("rr", [6]).dense(6, name="z").reshape([2, 3], name="r").reshape([6], name="q")
                          .loss("mse").build())
     vjp = bp.nodes["r"].vjps["x"]
     assert derive.pretty_equation(vjp) == "∂L/∂z[n,i] = ∂L/∂r[n,⌊i/3⌋,i mod 3]"
+    nested = derive.backprop(B("r3", [2, 2, 3]).parameter("b", [3]).add("b", name="h").reshape([3, 2, 2], name="r")
+                             .loss("mse").build())
+    assert "⌊(4*i + 2*j + u)/6⌋" in derive.pretty_equation(nested.nodes["r"].forward)
     assert derive.pretty_equation(bp.nodes["q"].vjps["x"]) == "∂L/∂r[n,i,j] = ∂L/∂q[n,3*i + j]"
 
 
