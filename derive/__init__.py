@@ -22,7 +22,7 @@ from .spec import load, loads_toml, save
 # Everything below needs SymPy, imported on first use: a process that trains kernels it finds by
 # the network's fingerprint builds, validates and fingerprints graphs without it (0.2 s saved).
 _LAZY = {
-    "Backprop": "derivation", "Equation": "derivation", "backprop": "derivation",
+    "Backprop": "equations", "Equation": "equations", "backprop": "derivation",
     "evaluate": "evaluation", "FormulaError": "parse", "parse_formula": "parse",
     "latex_equation": "printing", "pretty_equation": "printing",
     "CONVENTIONS": "scalar", "derivative": "scalar",

@@ -3,8 +3,9 @@
 Two calls of :func:`derive.backprop` on graphs with equal fingerprints give the same equations:
 the fingerprint covers the graph (its attributes, its nodes and edges with theirs, in insertion
 order, since the topological order and so the printed equations follow it), the op registry
-(:mod:`derive.ops`: op forms and arguments, built-in activations, losses and penalties), the
-source of the ``derive`` package and the SymPy and networkx versions. :mod:`kernels` uses it to
+(:mod:`derive.ops`: op forms, arguments and definitions, built-in activations, losses and
+penalties), the source of the ``derive`` package (its subpackages included) and the SymPy and
+networkx versions. :mod:`kernels` uses it to
 find the code it generated for a network in an earlier process without deriving again.
 
 A graph with an attribute that is not JSON-native (a SymPy expression as an activation, a NumPy
@@ -30,6 +31,8 @@ from importlib import metadata
 from pathlib import Path
 
 import networkx as nx
+
+from . import ops
 
 __all__ = ["fingerprint", "graph_text", "registry_text", "package_version", "sources_digest"]
 
@@ -87,15 +90,16 @@ def registry_text() -> str:
     or replaced appears as its SymPy ``srepr``. (Changing a built-in entry's value in place, such
     as its defaults dict, is not seen: assign a new entry instead.)
     """
-    from . import ops
-
     lines = []
     for name, op in ops.OPS.items():
-        lines.append(f"op {name}: {op.form} {op.args} optional={sorted(op.optional)} "
+        described = {what: _describe_callable(fn) if fn is not None else "none"
+                     for what, fn in (("forward", op.forward), ("shape", op.shape), ("check", op.check))}
+        lines.append(f"op {name}: {op.form!r} {type(op.form).__module__}.{type(op.form).__qualname__} "
+                     f"{sorted(vars(op.form).items())} {op.args} optional={sorted(op.optional)} "
                      f"attrs={sorted((k, repr(v)) for k, v in op.attrs.items())} "
-                     f"constant={sorted(op.constant_args)} shape={_describe_callable(op.shape)}")
-    for table, entries in (("matrix", ops.MATRIX_FORWARD), ("row", ops.ROW_FORWARD), ("row_loss", ops.ROW_LOSSES)):
-        lines += [f"{table} {name}: {_describe_callable(fn)}" for name, fn in entries.items()]
+                     f"constant={sorted(op.constant_args)} "
+                     + " ".join(f"{what}={text}" for what, text in described.items()))
+    lines += [f"row_loss {name}: {_describe_callable(fn)}" for name, fn in ops.ROW_LOSSES.items()]
     lines += [f"activation {entry}" for entry in ops.ACTIVATIONS.describe(_describe_activation)]
     lines += [f"loss {entry}" for entry in ops.ELEMENTWISE_LOSSES.describe(_srepr)]
     lines += [f"penalty {entry}" for entry in ops.PENALTIES.describe(_srepr)]
@@ -103,11 +107,11 @@ def registry_text() -> str:
 
 
 def sources_digest(folder: Path, preamble: str) -> str:
-    """SHA-256 (hex) of ``preamble`` and of every ``*.py`` file under ``folder``, sub-packages
-    included (paths relative to ``folder`` and bytes, in path order): a package's code version.
-    :mod:`symprop.kernels.cache` uses it for ``kernels`` too."""
-    h = hashlib.sha256(preamble.encode("utf-8"))
+    """SHA-256 (hex) of ``preamble`` and of every ``*.py`` file in ``folder`` and its subfolders
+    (paths relative to ``folder`` and bytes, in path order): a package's code version.
+    :mod:`kernels.cache` uses it for ``kernels`` too."""
     folder = Path(folder)
+    h = hashlib.sha256(preamble.encode("utf-8"))
     for path in sorted(folder.rglob("*.py"), key=lambda p: p.relative_to(folder).as_posix()):
         h.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()

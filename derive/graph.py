@@ -5,8 +5,10 @@ A network **is** a directed graph. Each node is one op (its ``op`` attribute nam
 attribute ``arg`` says that the value of ``u`` is the argument ``arg`` of ``v``. Weights and
 biases are explicit ``parameter`` leaf nodes, so a gradient is a flow back to a leaf.
 
-Shapes are feature shapes: values computed from ``input`` nodes carry an implicit, symbolic
-batch dimension in front; ``parameter`` values do not.
+Shapes are feature shapes of any rank (:mod:`derive.axes`): values computed from ``input`` nodes
+carry an implicit, symbolic batch dimension in front; ``parameter`` values do not. Each op's form
+(:mod:`derive.forms`) gives its output's shape and batch axis and says which kinds of values may
+feed its arguments; validation walks the graph once and asks it.
 
 Examples
 --------
@@ -19,6 +21,8 @@ Examples
 >>> info = validate(g)
 >>> info.shapes["y"], info.batched["y"], info.loss
 ((1,), True, 'L')
+>>> info.inputs, info.targets, info.parameters
+(('x',), ('t',), ('W',))
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from dataclasses import dataclass
 import networkx as nx
 
 from .errors import GraphError
-from .ops import BATCH_NAME, REQUIRED, check_function, get_op, row_loss
+from .forms import Arg
+from .ops import BATCH_NAME, REQUIRED, get_op
 
 __all__ = ["validate", "GraphInfo", "parameters", "inputs", "targets", "loss_node", "penalties"]
 
@@ -40,7 +45,9 @@ class GraphInfo:
 
     ``order`` is a topological order; ``shapes`` the feature shape of every node;
     ``batched`` whether a node's value has the batch dimension; ``loss`` the loss node;
-    ``penalties`` the penalty nodes; ``args`` maps each node to ``{arg: source node}``.
+    ``penalties`` the penalty nodes; ``args`` maps each node to ``{arg: source node}``;
+    ``inputs`` and ``targets`` the input and target nodes in topological order,
+    ``parameters`` the parameter nodes in the order of :func:`parameters`.
     """
 
     order: tuple[str, ...]
@@ -49,6 +56,9 @@ class GraphInfo:
     loss: str
     penalties: tuple[str, ...]
     args: dict[str, dict[str, str]]
+    inputs: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    parameters: tuple[str, ...] = ()
 
 
 def _label(g: nx.DiGraph, v) -> str:
@@ -174,53 +184,45 @@ def _check_sinks(g: nx.DiGraph) -> tuple[str, tuple[str, ...]]:
 
 
 def _infer_shapes(g, order, args):
+    """Every node's feature shape and batch axis, from its op (and form) and its arguments', in
+    topological order; the kinds of values that feed each argument checked on the way."""
     shapes: dict[str, tuple[int, ...]] = {}
     batched: dict[str, bool] = {}
     for v in order:
         data = g.nodes[v]
         op = get_op(data["op"])
-        mine = args[v]
+        given = {a: Arg(u, g.nodes[u]["op"], shapes[u], batched[u]) for a, u in args[v].items()}
         try:
-            shapes[v] = tuple(op.shape(data, {a: shapes[u] for a, u in mine.items()}))
-        except ValueError as e:
+            shapes[v] = op.infer_shape(data, {a: arg.shape for a, arg in given.items()})
+            _check_constant_args(op, given)
+            op.form.check(op, given)
+        except ValueError as e:   # GraphError is one
             raise GraphError(f"{_label(g, v)}: {e}") from None
-        batched[v] = data["op"] in ("input", "target") or (
-            op.form not in ("leaf", "loss", "penalty") and batched[mine[op.args[0]]])
-        _check_kinds(g, v, op, mine, batched)
+        batched[v] = op.form.batched(given)
     return shapes, batched
 
 
-def _check_kinds(g, v, op, mine, batched) -> None:
-    """Which kind of value may feed which argument (batches, parameters, targets)."""
-    kind = {u: g.nodes[u]["op"] for u in mine.values()}
-    for arg, u in mine.items():
-        if kind[u] == "target" and not (op.name == "loss" and arg == "t"):
-            raise GraphError(f"{_label(g, v)}: target {u!r} can only feed a loss's 't' argument")
-    if op.name == "loss":
-        if kind[mine["t"]] != "target":
-            raise GraphError(f"{_label(g, v)}: argument 't' must come from a target node, not {mine['t']!r}")
-        if not batched[mine["y"]]:
-            raise GraphError(f"{_label(g, v)}: argument 'y' must be a batch of predictions, not {mine['y']!r}")
-    if op.name == "penalty" and kind[mine["w"]] != "parameter":
-        raise GraphError(f"{_label(g, v)}: a penalty applies to a parameter node, not {mine['w']!r}")
-    if op.name == "dense":
-        if not batched[mine["x"]]:
-            raise GraphError(f"{_label(g, v)}: argument 'x' must be a batch of rows, not parameter {mine['x']!r}")
-        for a in ("W", "b"):
-            if a in mine and batched[mine[a]]:
-                raise GraphError(f"{_label(g, v)}: argument {a!r} must be a parameter, not the batch {mine[a]!r}")
-    if op.form in ("elementwise", "rowwise") and not batched[mine["x"]]:
-        raise GraphError(f"{_label(g, v)}: argument 'x' must be a batch of rows, not parameter {mine['x']!r}")
+def _check_constant_args(op, given: dict[str, Arg]) -> None:
+    """Targets feed only the arguments that take them (a loss's ``t``: ``Op.constant_args``),
+    and those arguments take only targets."""
+    for arg, a in given.items():
+        target = a.op == "target"
+        if target and arg not in op.constant_args:
+            raise ValueError(f"target {a.node!r} can only feed a loss's 't' argument")
+        if arg in op.constant_args and not target:
+            raise ValueError(f"argument {arg!r} must come from a target node, not {a.node!r}")
 
 
 def _check_functions(g: nx.DiGraph) -> None:
-    """Parse every activation/loss function now, so a bad formula fails validation, naming its node."""
+    """Check every node's attributes now (parse formulas), so a bad one fails validation, naming its node."""
     for v, data in g.nodes(data=True):
-        if data["op"] in ("activation", "penalty") or (data["op"] == "loss" and not row_loss(data.get("function"))):
-            try:
-                check_function(data["op"], data)
-            except ValueError as e:  # FormulaError and GraphError are ValueErrors
-                raise GraphError(f"{_label(g, v)}: {e}") from None
+        check = get_op(data["op"]).check
+        if check is None:
+            continue
+        try:
+            check(data)
+        except ValueError as e:  # FormulaError and GraphError are ValueErrors
+            raise GraphError(f"{_label(g, v)}: {e}") from None
 
 
 def validate(g) -> GraphInfo:
@@ -228,8 +230,9 @@ def validate(g) -> GraphInfo:
 
     Checks, in order: node names, ops and their attributes, inputs of each op (argument names,
     number), cycles, exactly one loss, every node reaching the loss (parameters with no
-    consumer, unreachable nodes), names the printed equations reserve, formulas, shapes along
-    the graph, and which kind of value feeds which argument.
+    consumer, unreachable nodes), names the printed equations reserve, formulas and numeric
+    attributes, then along the graph each node's shape (its form's or op's rule: broadcasting,
+    axes, reshape sizes) and which kind of value feeds which argument.
     """
     if not isinstance(g, nx.DiGraph) or isinstance(g, nx.MultiDiGraph):
         raise GraphError(f"a network must be a networkx.DiGraph, got {type(g).__name__}")
@@ -243,7 +246,11 @@ def validate(g) -> GraphInfo:
     _check_symbol_names(g, loss)
     _check_functions(g)
     shapes, batched = _infer_shapes(g, order, args)
-    return GraphInfo(order, shapes, batched, loss, penalties, args)
+    ops = {v: g.nodes[v]["op"] for v in order}
+    return GraphInfo(order, shapes, batched, loss, penalties, args,
+                     inputs=tuple(v for v in order if ops[v] == "input"),
+                     targets=tuple(v for v in order if ops[v] == "target"),
+                     parameters=tuple(parameters(g)))
 
 
 def _nodes_with_op(g: nx.DiGraph, op: str) -> list[str]:

@@ -21,8 +21,52 @@ Examples
 from __future__ import annotations
 
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
 
-__all__ = ["contract", "vjp", "index_symbols"]
+__all__ = ["contract", "vjp", "index_symbols", "FloorDiv"]
+
+
+class FloorDiv(sp.Function):
+    """``a // d``: the integer quotient of a nonnegative index expression ``a`` by a positive
+    integer ``d`` (the digits of a flat offset in a view, :mod:`derive.forms.view`).
+
+    SymPy's ``floor(i/d)`` prints as ``math.floor((1/d)*i)`` in Python, which is wrong for some
+    ``i`` (``floor((1/49)*49) == 0``); this prints as exact integer division in every Python code
+    printer (``(i // 49)``, through ``_pythoncode``, ``_numpycode``, ``_lambdacode``). Multiples
+    of ``d`` are taken out: ``FloorDiv(3*i + j, 3) = i + FloorDiv(j, 3)``.
+
+    >>> i, j = index_symbols("i j")
+    >>> FloorDiv(3*i + j, 3), FloorDiv(7, 3)
+    (i + FloorDiv(j, 3), 2)
+    >>> from sympy.printing.pycode import pycode
+    >>> pycode(FloorDiv(i, 49)), pycode(FloorDiv(i + j, 2))
+    ('(i // 49)', '((i + j) // 2)')
+    """
+
+    is_integer = True
+
+    @classmethod
+    def eval(cls, a, d):
+        if not (d.is_Integer and d > 0):
+            raise ValueError(f"FloorDiv needs a positive integer divisor, got {d}")
+        if a.is_Integer:
+            return sp.Integer(int(a) // int(d))
+        if d == 1:
+            return a
+        terms = sp.Add.make_args(a)
+        whole = [t for t in terms if (t / d).is_integer]
+        if whole:
+            rest = sp.Add(*[t for t in terms if t not in whole])
+            return sp.Add(*[t / d for t in whole]) + (cls(rest, d) if rest != 0 else 0)
+        return None
+
+    def _eval_is_nonnegative(self):
+        return self.args[0].is_nonnegative
+
+    def _floordiv_code(self, printer) -> str:
+        return f"({printer.parenthesize(self.args[0], PRECEDENCE['Mul'])} // {printer._print(self.args[1])})"
+
+    _pythoncode = _numpycode = _lambdacode = _mpmathcode = _floordiv_code
 
 
 def index_symbols(names: str) -> tuple[sp.Symbol, ...]:

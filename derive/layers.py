@@ -23,19 +23,26 @@ import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from . import symbols as S
-from .ops import BATCH
+from .equations import Equation, Layer
+from .ops import BATCH, get_op
 
 __all__ = ["layer_recursion"]
 
 
+def _role(bp, v) -> str | None:
+    """The node's part in a textbook layer, as its form says (``"linear"``, ``"activation"``)."""
+    op = get_op(bp.graph.nodes[v]["op"])
+    return op.form.layer_role(op, bp.info.args[v])
+
+
 def _dense_layers(bp) -> list[tuple[str, str | None]]:
-    g = bp.graph
+    """``(linear node, the activation that alone follows it or None)`` in topological order."""
     out = []
     for v in bp.info.order:
-        if g.nodes[v]["op"] != "dense" or "W" not in bp.info.args[v]:
+        if _role(bp, v) != "linear":
             continue
-        succ = list(g.successors(v))
-        act = succ[0] if len(succ) == 1 and g.nodes[succ[0]]["op"] == "activation" else None
+        succ = list(bp.graph.successors(v))
+        act = succ[0] if len(succ) == 1 and _role(bp, succ[0]) == "activation" else None
         out.append((v, act))
     return out
 
@@ -70,10 +77,8 @@ def _tidy(rhs: sp.Expr) -> sp.Expr:
     return min(candidates, key=lambda c: sp.count_ops(c))
 
 
-def layer_recursion(bp) -> list:
-    """The layers of ``bp`` (a :class:`derive.derivation.Backprop`) with their δ equations."""
-    from .derivation import Equation, Layer
-
+def layer_recursion(bp) -> list[Layer]:
+    """The layers of ``bp`` (a :class:`derive.equations.Backprop`) with their δ equations."""
     layers = _dense_layers(bp)
     if not layers:
         return []

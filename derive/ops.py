@@ -1,9 +1,8 @@
 """The op registry: every op is defined once, by its forward SymPy expression.
 
-Nothing here is a derivative. :mod:`derive.derivation` derives each op's backward
-expressions (vector-Jacobian products) from these forward definitions.
-
-An op belongs to one of a few *forms*, which say how its forward expression is written:
+Nothing here is a derivative. Each op points to its *form* (:mod:`derive.forms`), which says how
+the forward expression is written and derives the backward expressions (vector-Jacobian
+products) from it:
 
 ``leaf``
     ``input``, ``target`` and ``parameter`` nodes: values supplied from outside.
@@ -11,22 +10,25 @@ An op belongs to one of a few *forms*, which say how its forward expression is w
     A matrix expression of :class:`sympy.MatrixSymbol` arguments (``dense``: ``X W^T + 1 b^T``).
     Its VJPs come from SymPy's matrix calculus.
 ``elementwise``
-    A scalar function ``f(x)`` applied to every element (activations).
+    A scalar function of one element of each argument, broadcast as in NumPy (an activation
+    ``f(x)``, ``add``: ``x + y``, ``mul``: ``x*y``).
 ``rowwise``
-    An index-form expression of one output element in terms of a row of the input,
-    with sums over the row (``softmax``). Later: convolution, normalization.
+    An index-form expression of one output element in terms of a row of the input along an
+    axis, with sums over the row (``softmax``).
+``view``
+    The same elements under another feature shape (``flatten``, ``reshape``): an index identity.
 ``loss``
-    A scalar: the mean over the batch of an elementwise term ``l(y, t)`` (``mse``)
-    or of a row term written in index form (``softmax_cross_entropy``).
+    A scalar: the mean over the batch and a sample's elements of an elementwise term ``l(y, t)``
+    (``mse``) or of a row term written in index form (``softmax_cross_entropy``).
 ``penalty``
     A scalar: ``weight * sum(phi(w))`` over a parameter's elements (L1, L2).
 
-New ops fit one of these forms without touching the derivation walker: convolution and pooling
-are row/index forms (an output element as a sum over input elements; the index calculus
-contracts the deltas); batch and layer normalization are index forms whose sums run over the
-batch index or the feature index; attention is a matrix form (products with a softmax row op);
-a recurrence is one parameter node feeding many time-step nodes, and the walker already sums a
-node's contributions from all of its consumers.
+Shapes are feature shapes of any rank (:mod:`derive.axes`); values computed from inputs carry a
+symbolic batch axis in front. A new op of an existing form is one entry in :data:`OPS`;
+convolution and pooling are row/index forms, batch and layer normalization index forms whose
+sums run over the batch index or the feature index, attention a matrix form, a recurrence one
+parameter node feeding many time-step nodes (the walker sums a node's contributions from all of
+its consumers).
 
 SymPy is imported on first use of an expression, not with this module: the built-in tables
 (:class:`BuiltinTable`) know their names at once and make their definitions when first read,
@@ -36,17 +38,18 @@ so validating and fingerprinting a graph of built-in ops needs no SymPy (see
 Examples
 --------
 >>> op = get_op("activation")
->>> op.args
-('x',)
+>>> op.args, op.form
+(('x',), elementwise)
 >>> scalar_function("activation", {"function": "tanh"})
 tanh(x)
 >>> scalar_function("activation", {"function": "x*sigmoid(x)"})
 x/(1 + exp(-x))
+>>> get_op("add").forward({})
+x + y
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 import sys
@@ -54,7 +57,10 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from .axes import shape_attribute, size
 from .errors import GraphError
+from .forms import Elementwise, Form, Leaf, Loss, Matrix, Penalty, Rowwise, View
+from .variables import BATCH_NAME, NAMES, symbol
 
 if TYPE_CHECKING:   # SymPy is imported on first use, see BuiltinTable
     import sympy as sp
@@ -62,37 +68,18 @@ if TYPE_CHECKING:   # SymPy is imported on first use, see BuiltinTable
 __all__ = [
     "Op", "OPS", "get_op", "ACTIVATIONS", "ELEMENTWISE_LOSSES", "ROW_LOSSES", "PENALTIES",
     "scalar_function", "check_function", "row_loss", "X", "Y", "T", "W", "BATCH", "is_formula", "REQUIRED",
-    "number_attribute", "BuiltinTable",
+    "number_attribute", "BuiltinTable", "BATCH_NAME",
 ]
 
 #: Marks an attribute without a default in :attr:`Op.attrs`.
 REQUIRED = "<required>"
 
-_SYMBOLS = ("X", "Y", "T", "W", "ALPHA", "BATCH")
-#: The batch size's symbol (no node may be called so, see :func:`derive.graph.validate`).
-BATCH_NAME = "N"
-
-
-@functools.cache
-def _symbols() -> dict:
-    """The scalar symbols the elementwise definitions are written in (made on first use)."""
-    import sympy as sp
-
-    return {
-        "X": sp.Symbol("x", real=True),     # an element of the op's input
-        "Y": sp.Symbol("y", real=True),     # an element of a prediction (losses) or of the op's output
-        "T": sp.Symbol("t", real=True),     # an element of a target
-        "W": sp.Symbol("w", real=True),     # an element of a parameter (penalties)
-        "ALPHA": sp.Symbol("alpha", positive=True),
-        "BATCH": sp.Symbol(BATCH_NAME, integer=True, positive=True),   # the batch size: symbolic everywhere
-    }
-
 
 def __getattr__(name: str):
-    """``X``, ``Y``, ``T``, ``W``, ``ALPHA`` and ``BATCH``: SymPy symbols, made (and SymPy
-    imported) on first use, see :class:`BuiltinTable`."""
-    if name in _SYMBOLS:
-        return _symbols()[name]
+    """``X``, ``Y``, ``T``, ``W``, ``ALPHA`` and ``BATCH``: SymPy symbols (:mod:`derive.variables`),
+    made (and SymPy imported) on first use, see :class:`BuiltinTable`."""
+    if name in NAMES:
+        return symbol(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -179,7 +166,7 @@ def _activations() -> dict:
     derivative is taken as 0 everywhere (it is 0 almost everywhere), |x|'(0) = sign(0) = 0."""
     import sympy as sp
 
-    X, ALPHA = _symbols()["X"], _symbols()["ALPHA"]
+    X, ALPHA = symbol("X"), symbol("ALPHA")
     return {
         "identity": (X, {}),
         "step": (sp.Heaviside(X, 0), {}),
@@ -206,7 +193,7 @@ def _elementwise_losses() -> dict:
     """Elementwise loss terms l(y, t); the loss is their mean over every element of the batch."""
     import sympy as sp
 
-    Y, T = _symbols()["Y"], _symbols()["T"]
+    Y, T = symbol("Y"), symbol("T")
     return {
         "mse": (Y - T) ** 2,
         "mae": sp.Abs(Y - T),
@@ -240,7 +227,7 @@ def _penalties() -> dict:
     """Penalties phi(w); the penalty term is weight * sum(phi(w)) over the parameter's elements."""
     import sympy as sp
 
-    W = _symbols()["W"]
+    W = symbol("W")
     return {"l1": sp.Abs(W), "l2": W ** 2 / 2}
 
 
@@ -286,8 +273,8 @@ def number_attribute(value, name: str, *, at_least: float | None = None) -> floa
     return float(value)
 
 
-def _user_formula(text: str, variables: Mapping[str, sp.Symbol], what: str) -> sp.Expr:
-    from .parse import parse_formula  # local: keeps the parser's import off the registry's path
+def _user_formula(text: str, variables: Mapping[str, sp.Symbol]) -> sp.Expr:
+    from .parse import parse_formula  # local: keeps the parser (and SymPy) off the registry's path
 
     return parse_formula(text, variables)
 
@@ -299,24 +286,111 @@ def _is_expression(value) -> bool:
     return sp is not None and isinstance(value, sp.Expr)
 
 
-def _check_numbers(op: str, attrs: Mapping[str, Any]) -> None:
-    if op == "activation" and attrs.get("alpha") is not None:
-        number_attribute(attrs["alpha"], "alpha")
-        fn = attrs.get("function")
-        if isinstance(fn, str) and fn in ACTIVATIONS:
-            takes = _ACTIVATION_ATTRS.get(fn, {}) if ACTIVATIONS.is_builtin(fn) else ACTIVATIONS[fn][1]
-        else:
-            takes = {}
-        if "alpha" not in takes:   # it was ignored
-            users = ", ".join(name for name in ACTIVATIONS if name in _ACTIVATION_ATTRS
-                              or (not ACTIVATIONS.is_builtin(name) and "alpha" in ACTIVATIONS[name][1]))
-            raise GraphError(f"'alpha' does not apply to activation {fn!r} (only to: {users})")
-    if op == "penalty":
-        number_attribute(attrs.get("weight", 1e-4), "weight", at_least=0)
+# --- the scalar definitions of activations, losses and penalties, chosen by attributes ---------
+
+def _activation_alpha(attrs: Mapping[str, Any]) -> None:
+    """An activation's ``alpha``: a finite number, and only for activations that take it."""
+    if attrs.get("alpha") is None:
+        return
+    number_attribute(attrs["alpha"], "alpha")
+    fn = attrs.get("function")
+    if isinstance(fn, str) and fn in ACTIVATIONS:
+        takes = _ACTIVATION_ATTRS.get(fn, {}) if ACTIVATIONS.is_builtin(fn) else ACTIVATIONS[fn][1]
+    else:
+        takes = {}
+    if "alpha" not in takes:   # it was ignored
+        users = ", ".join(name for name in ACTIVATIONS if name in _ACTIVATION_ATTRS
+                          or (not ACTIVATIONS.is_builtin(name) and "alpha" in ACTIVATIONS[name][1]))
+        raise GraphError(f"'alpha' does not apply to activation {fn!r} (only to: {users})")
+
+
+def _activation(attrs: Mapping[str, Any]) -> sp.Expr:
+    """``f(x)`` of an activation node: a built-in name (with its ``alpha``), a formula in x, or a
+    SymPy expression in :data:`X`."""
+    import sympy as sp
+
+    _activation_alpha(attrs)
+    fn = attrs.get("function")
+    if isinstance(fn, sp.Expr):
+        return fn
+    if fn in ACTIVATIONS:
+        expr, defaults = ACTIVATIONS[fn]
+        values = {**defaults, **{k: v for k, v in attrs.items() if k in defaults and v is not None}}
+        if "alpha" not in values:
+            return expr
+        alpha = sp.nsimplify(number_attribute(values["alpha"], "alpha"), rational=True)
+        return expr.subs({symbol("ALPHA"): alpha})
+    if isinstance(fn, str) and is_formula(fn):
+        return _user_formula(fn, {"x": symbol("X")})
+    raise GraphError(f"unknown activation {fn!r} (built-in: {', '.join(sorted(ACTIVATIONS))}; "
+                     "or give a formula in x such as 'x*sigmoid(x)')")
+
+
+def _check_activation(attrs: Mapping[str, Any]) -> None:
+    _activation_alpha(attrs)
+    fn = attrs.get("function")
+    if not (fn in ACTIVATIONS or _is_expression(fn)):
+        _activation(attrs)   # parses a formula, or raises the error that names the choices
+
+
+def _elementwise_loss(attrs: Mapping[str, Any]) -> sp.Expr:
+    """``l(y, t)`` of an elementwise loss: a built-in name, a formula in y and t, or an expression."""
+    import sympy as sp
+
+    fn = attrs.get("function")
+    if isinstance(fn, sp.Expr):
+        return fn
+    if fn in ELEMENTWISE_LOSSES:
+        return ELEMENTWISE_LOSSES[fn]
+    if isinstance(fn, str) and is_formula(fn):
+        return _user_formula(fn, {"y": symbol("Y"), "t": symbol("T")})
+    raise GraphError(f"unknown loss {fn!r} (built-in: {', '.join(sorted(loss_names()))}; "
+                     "or give an elementwise formula in y and t such as '(y-t)**2')")
+
+
+def _loss_term(attrs: Mapping[str, Any]):
+    """A loss node's term: the row builder of a row loss (:data:`ROW_LOSSES`), else ``l(y, t)``."""
+    return row_loss(attrs.get("function")) or _elementwise_loss(attrs)
+
+
+def _check_loss(attrs: Mapping[str, Any]) -> None:
+    fn = attrs.get("function")
+    if row_loss(fn) is not None:
+        return
+    if attrs.get("axis") is not None:
+        raise GraphError(f"'axis' applies only to the row losses ({', '.join(ROW_LOSSES)}), not to {fn!r}")
+    if not (fn in ELEMENTWISE_LOSSES or _is_expression(fn)):
+        _elementwise_loss(attrs)
+
+
+def _penalty(attrs: Mapping[str, Any]) -> sp.Expr:
+    """``weight * phi(w)`` of a penalty node."""
+    import sympy as sp
+
+    _check_penalty(attrs)
+    weight = number_attribute(attrs.get("weight", 1e-4), "weight", at_least=0)
+    return sp.nsimplify(weight, rational=True) * PENALTIES[attrs.get("kind", "l2")]
+
+
+def _check_penalty(attrs: Mapping[str, Any]) -> None:
+    number_attribute(attrs.get("weight", 1e-4), "weight", at_least=0)
+    kind = attrs.get("kind", "l2")
+    if kind not in PENALTIES:
+        raise GraphError(f"unknown penalty {kind!r} (built-in: {', '.join(sorted(PENALTIES))})")
+
+
+def _add(attrs) -> sp.Expr:
+    """``x + y`` (residual connections, biases)."""
+    return symbol("X") + symbol("Y")
+
+
+def _mul(attrs) -> sp.Expr:
+    """``x * y`` (gates, masks, scales)."""
+    return symbol("X") * symbol("Y")
 
 
 def check_function(op: str, attrs: Mapping[str, Any]) -> None:
-    """Check an activation, loss or penalty node's function and numbers; GraphError (or
+    """Check a node's function and numbers (activation, loss, penalty); GraphError (or
     :class:`derive.parse.FormulaError`) naming the problem.
 
     Built-in names and numbers are checked without SymPy (the graph validator calls this for
@@ -328,63 +402,28 @@ def check_function(op: str, attrs: Mapping[str, Any]) -> None:
     ...
     symprop.derive.errors.GraphError: unknown loss 'msee' (built-in: bce, bce_logits, mae, mse, softmax_cross_entropy; or give an elementwise formula in y and t such as '(y-t)**2')
     """
-    _check_numbers(op, attrs)
-    fn = attrs.get("function")
-    builtin = {"activation": ACTIVATIONS, "loss": ELEMENTWISE_LOSSES}.get(op)
-    if op == "penalty":
-        builtin, fn = PENALTIES, attrs.get("kind", "l2")
-    if builtin is not None and (fn in builtin or _is_expression(fn)):
-        return
-    scalar_function(op, attrs)   # parses a formula, or raises the error that names the choices
+    check = get_op(op).check
+    if check is not None:
+        check(attrs)
 
 
 def scalar_function(op: str, attrs: Mapping[str, Any]) -> sp.Expr:
-    """The scalar forward expression of an elementwise op, loss or penalty node.
+    """The scalar forward expression of an elementwise op, elementwise loss or penalty node.
 
     ``activation`` nodes give ``f(x)``; elementwise ``loss`` nodes give ``l(y, t)``;
-    ``penalty`` nodes give ``weight * phi(w)``. ``function`` may be a built-in name or a
-    formula string (parsed through the whitelist of :mod:`derive.parse`, never evaluated)
-    or a SymPy expression.
+    ``penalty`` nodes give ``weight * phi(w)``; ``add`` and ``mul`` ``x + y`` and ``x*y``.
+    ``function`` may be a built-in name or a formula string (parsed through the whitelist of
+    :mod:`derive.parse`, never evaluated) or a SymPy expression.
 
     >>> scalar_function("loss", {"function": "mse"})
     (-t + y)**2
     >>> scalar_function("activation", {"function": "leaky_relu", "alpha": 0.2})
     Piecewise((x, x > 0), (x/5, True))
     """
-    import sympy as sp
-
-    _check_numbers(op, attrs)
-    fn = attrs.get("function")
-    if op == "activation":
-        if isinstance(fn, sp.Expr):
-            return fn
-        if fn in ACTIVATIONS:
-            expr, defaults = ACTIVATIONS[fn]
-            values = {**defaults, **{k: v for k, v in attrs.items() if k in defaults and v is not None}}
-            if "alpha" not in values:
-                return expr
-            alpha = sp.nsimplify(number_attribute(values["alpha"], "alpha"), rational=True)
-            return expr.subs({_symbols()["ALPHA"]: alpha})
-        if isinstance(fn, str) and is_formula(fn):
-            return _user_formula(fn, {"x": _symbols()["X"]}, "activation")
-        raise GraphError(f"unknown activation {fn!r} (built-in: {', '.join(sorted(ACTIVATIONS))}; "
-                         "or give a formula in x such as 'x*sigmoid(x)')")
-    if op == "loss":
-        if isinstance(fn, sp.Expr):
-            return fn
-        if fn in ELEMENTWISE_LOSSES:
-            return ELEMENTWISE_LOSSES[fn]
-        if isinstance(fn, str) and is_formula(fn):
-            return _user_formula(fn, {"y": _symbols()["Y"], "t": _symbols()["T"]}, "loss")
-        raise GraphError(f"unknown loss {fn!r} (built-in: {', '.join(sorted(loss_names()))}; "
-                         "or give an elementwise formula in y and t such as '(y-t)**2')")
-    if op == "penalty":
-        kind = attrs.get("kind", "l2")
-        if kind not in PENALTIES:
-            raise GraphError(f"unknown penalty {kind!r} (built-in: {', '.join(sorted(PENALTIES))})")
-        weight = number_attribute(attrs.get("weight", 1e-4), "weight", at_least=0)
-        return sp.nsimplify(weight, rational=True) * PENALTIES[kind]
-    raise GraphError(f"op {op!r} has no scalar forward function")
+    definition = _SCALAR_DEFINITIONS.get(op)
+    if definition is None:
+        raise GraphError(f"op {op!r} has no scalar forward function")
+    return definition(attrs)
 
 
 def row_loss(name: str):
@@ -401,21 +440,16 @@ def loss_names() -> list[str]:
     return sorted([*ELEMENTWISE_LOSSES, *ROW_LOSSES])
 
 
-# --- shapes ------------------------------------------------------------------------------------
-# A shape is a tuple of feature dimensions; the batch dimension is implicit (and symbolic)
-# for activations, and absent for parameters. Shape rules raise ValueError with the reason;
-# the graph validator prefixes the node's name.
-
-def _same_as(arg: str):
-    def rule(attrs, shapes):
-        return shapes[arg]
-    return rule
-
+# --- shape rules of single ops (a form gives the others, see derive.forms) ----------------------
+# A shape is a tuple of feature dimensions; the batch dimension is implicit (and symbolic) for
+# values computed from inputs, and absent for parameters. Shape rules raise ValueError with the
+# reason; the graph validator prefixes the node's name.
 
 def _dense_shape(attrs, shapes):
     x, w = shapes["x"], shapes["W"]
     if len(x) != 1:
-        raise ValueError(f"dense input x must have one feature dimension, got shape {list(x)}")
+        raise ValueError(f"dense input x must have one feature dimension, got shape {list(x)} "
+                         "(flatten it first: Builder.flatten() or a node with op = 'flatten')")
     if len(w) != 2:
         raise ValueError(f"dense weight W must be a matrix (units, inputs), got shape {list(w)}")
     if w[1] != x[0]:
@@ -425,42 +459,51 @@ def _dense_shape(attrs, shapes):
     return (w[0],)
 
 
-def _loss_shape(attrs, shapes):
-    if tuple(shapes["y"]) != tuple(shapes["t"]):
-        raise ValueError(f"shape mismatch: prediction y is {list(shapes['y'])} but target t is {list(shapes['t'])}")
-    return ()
+def _flatten_shape(attrs, shapes):
+    return (size(shapes["x"]),)
 
 
-def _leaf_shape(attrs, shapes):
-    shape = attrs.get("shape")
-    if (not isinstance(shape, (list, tuple)) or not shape
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
-        raise ValueError(f"'shape' must be a non-empty list of positive integers, got {shape!r}")
-    return tuple(shape)
+def _reshape_shape(attrs, shapes):
+    shape = shape_attribute(attrs.get("shape"))
+    if size(shape) != size(shapes["x"]):
+        raise ValueError(f"cannot reshape x of shape {list(shapes['x'])} ({size(shapes['x'])} elements) "
+                         f"to {list(shape)} ({size(shape)} elements)")
+    return shape
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Op:
     """One op of the registry.
 
-    ``args`` are the named inputs in order (edges carry the name in their ``arg`` attribute),
-    ``optional`` those that may be left out, ``attrs`` the allowed attributes with defaults
-    (:data:`REQUIRED`: no default), ``form`` says how the forward is written (see the module docstring).
+    ``form`` is how the forward is written (:mod:`derive.forms`); ``forward`` the definition in
+    that form's terms (elementwise, loss, penalty: ``attrs -> expression``; matrix: the matrix
+    arguments in order ``-> matrix expression``; rowwise: ``(row, c, dummy, K) ->`` one output
+    element; leaves and views: None, the form says all). ``args`` are the named inputs in order
+    (edges carry the name in their ``arg`` attribute), ``optional`` those that may be left out,
+    ``attrs`` the allowed attributes with defaults (:data:`REQUIRED`: no default); ``shape`` a
+    shape rule of its own (None: the form's), ``check`` a check of the attributes without SymPy.
     """
 
     name: str
-    form: str
+    form: Form
     args: tuple[str, ...]
-    shape: Callable[[Mapping[str, Any], Mapping[str, tuple]], tuple]
     doc: str
+    forward: Callable | None = None
+    shape: Callable[[Mapping[str, Any], Mapping[str, tuple]], tuple] | None = None
     optional: frozenset[str] = frozenset()
     attrs: Mapping[str, Any] = field(default_factory=dict)
     #: arguments that gradients never flow into (targets)
     constant_args: frozenset[str] = frozenset()
+    check: Callable[[Mapping[str, Any]], None] | None = None
 
     @property
     def required(self) -> tuple[str, ...]:
         return tuple(a for a in self.args if a not in self.optional)
+
+    def infer_shape(self, attrs: Mapping[str, Any], shapes: Mapping[str, tuple]) -> tuple:
+        """The output's feature shape (ValueError with the reason)."""
+        rule = self.shape if self.shape is not None else lambda a, s: self.form.shape(self, a, s)
+        return tuple(rule(attrs, shapes))
 
 
 def _dense_forward(Xm: sp.MatrixSymbol, Wm: sp.MatrixSymbol, bm: sp.MatrixSymbol | None) -> sp.MatrixExpr:
@@ -473,34 +516,39 @@ def _dense_forward(Xm: sp.MatrixSymbol, Wm: sp.MatrixSymbol, bm: sp.MatrixSymbol
     return z
 
 
-#: The matrix-form forward definitions: op name -> builder of the forward MatrixExpr.
-MATRIX_FORWARD: dict[str, Callable[..., sp.MatrixExpr]] = {"dense": _dense_forward}
-
-
-def _softmax_forward(x: sp.IndexedBase, i, j, K) -> sp.Expr:
+def _softmax_forward(x, i, j, K) -> sp.Expr:
     """``softmax(x)_i = exp(x_i) / sum_j exp(x_j)`` over one row."""
     import sympy as sp
 
     return sp.exp(x[i]) / sp.Sum(sp.exp(x[j]), (j, 0, K - 1))
 
 
-#: The row-form forward definitions: op name -> builder of one output element.
-ROW_FORWARD: dict[str, Callable[..., sp.Expr]] = {"softmax": _softmax_forward}
-
 OPS: dict[str, Op] = {op.name: op for op in [
-    Op("input", "leaf", (), _leaf_shape, "a batch of input rows", attrs={"shape": REQUIRED}),
-    Op("target", "leaf", (), _leaf_shape, "a batch of target rows (no gradient)", attrs={"shape": REQUIRED}),
-    Op("parameter", "leaf", (), _leaf_shape, "a trained parameter (weights, biases)",
+    Op("input", Leaf(batched=True), (), "a batch of inputs", attrs={"shape": REQUIRED}),
+    Op("target", Leaf(batched=True), (), "a batch of targets (no gradient)", attrs={"shape": REQUIRED}),
+    Op("parameter", Leaf(batched=False), (), "a trained parameter (weights, biases)",
        attrs={"shape": REQUIRED, "init": "auto"}),
-    Op("dense", "matrix", ("x", "W", "b"), _dense_shape, "affine map X W^T + b", optional=frozenset({"b"})),
-    Op("activation", "elementwise", ("x",), _same_as("x"), "elementwise f(x): built-in name or formula",
-       attrs={"function": REQUIRED, "alpha": None}),
-    Op("softmax", "rowwise", ("x",), _same_as("x"), "softmax over each row"),
-    Op("loss", "loss", ("y", "t"), _loss_shape, "mean loss over the batch",
-       attrs={"function": REQUIRED}, constant_args=frozenset({"t"})),
-    Op("penalty", "penalty", ("w",), lambda attrs, shapes: (), "weight * sum(phi(w)) on a parameter",
-       attrs={"kind": "l2", "weight": 1e-4}),
+    Op("dense", Matrix(batch_args=("x",)), ("x", "W", "b"), "affine map X W^T + b", _dense_forward,
+       _dense_shape, optional=frozenset({"b"})),
+    Op("activation", Elementwise(), ("x",), "elementwise f(x): built-in name or formula", _activation,
+       attrs={"function": REQUIRED, "alpha": None}, check=_check_activation),
+    Op("add", Elementwise(), ("x", "y"), "x + y, broadcast (residuals, biases)", _add),
+    Op("mul", Elementwise(), ("x", "y"), "x * y, broadcast (gates, masks)", _mul),
+    Op("softmax", Rowwise(), ("x",), "softmax along an axis (default the last)", _softmax_forward,
+       attrs={"axis": -1}),
+    Op("flatten", View(), ("x",), "all feature axes as one", shape=_flatten_shape),
+    Op("reshape", View(), ("x",), "the same elements in another feature shape", shape=_reshape_shape,
+       attrs={"shape": REQUIRED}),
+    Op("loss", Loss(), ("y", "t"), "mean loss over the batch and a sample's elements", _loss_term,
+       attrs={"function": REQUIRED, "axis": -1}, constant_args=frozenset({"t"}), check=_check_loss),
+    Op("penalty", Penalty(), ("w",), "weight * sum(phi(w)) on a parameter", _penalty,
+       attrs={"kind": "l2", "weight": 1e-4}, check=_check_penalty),
 ]}
+
+
+#: The ops whose definition is one scalar expression (for a loss: its elementwise term).
+_SCALAR_DEFINITIONS = {"activation": _activation, "add": _add, "mul": _mul, "loss": _elementwise_loss,
+                       "penalty": _penalty}
 
 
 def get_op(name: str) -> Op:

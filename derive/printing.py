@@ -29,6 +29,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
 from . import symbols as S
+from .ops import get_op
 from .scalar import CONVENTIONS
 
 __all__ = ["pretty_equation", "latex_equation", "latex_sides", "pretty_report", "latex_report", "latex_escape",
@@ -51,10 +52,11 @@ def latex_escape(text: str) -> str:
 
 
 class Softmax(sp.Expr):
-    """Display form of ``exp(z[n, i]) / Σ_l exp(z[n, l])``: ``softmax(z)``."""
+    """Display form of ``exp(z[n, i]) / Σ_l exp(z[n, l])``: ``softmax(z)``, with the indices of
+    the element (any number of axes)."""
 
-    def __new__(cls, base, row, col):
-        return sp.Expr.__new__(cls, base, row, col)
+    def __new__(cls, base, *indices):
+        return sp.Expr.__new__(cls, base, *indices)
 
 
 def _display(expr):
@@ -68,8 +70,13 @@ def _display(expr):
             return False
         top, s = num[0].args[0], den[0].base
         body = s.function
-        return (isinstance(body, sp.exp) and isinstance(body.args[0], sp.Indexed)
-                and body.args[0].base == top.base and body.args[0].indices[0] == top.indices[0])
+        if not (isinstance(body, sp.exp) and isinstance(body.args[0], sp.Indexed) and body.args[0].base == top.base
+                and len(s.limits) == 1 and len(body.args[0].indices) == len(top.indices)):
+            return False
+        # the same element but on the summed axis: a row of the top's array
+        var = s.limits[0][0]
+        differ = [q for q, (a, b) in enumerate(zip(body.args[0].indices, top.indices)) if a != b]
+        return len(differ) <= 1 and all(body.args[0].indices[q] == var for q in differ)
 
     def to_softmax(e):
         top = next(a for a in e.args if isinstance(a, sp.exp)).args[0]
@@ -207,10 +214,16 @@ class UnicodePrinter(_Names, StrPrinter):
 
     def _print_Softmax(self, e):
         base = self._print(e.args[0])
-        return f"softmax({base})" if self.elementwise else f"softmax({base})[{self._print(e.args[1])},{self._print(e.args[2])}]"
+        return f"softmax({base})" if self.elementwise else f"softmax({base})[{','.join(map(self._print, e.args[1:]))}]"
 
     def _print_Abs(self, e):
         return f"|{self._print(e.args[0])}|"
+
+    def _print_FloorDiv(self, e):
+        return f"⌊{self.parenthesize(e.args[0], 50)}/{self._print(e.args[1])}⌋"
+
+    def _print_Mod(self, e):
+        return f"{self.parenthesize(e.args[0], 50)} mod {self._print(e.args[1])}"
 
 
 class SympropLatexPrinter(_Names, LatexPrinter):
@@ -272,6 +285,9 @@ class SympropLatexPrinter(_Names, LatexPrinter):
     def _print_Heaviside(self, e, exp=None):
         return rf"H\left({self._print(e.args[0])}\right)"
 
+    def _print_FloorDiv(self, e):
+        return rf"\left\lfloor {self.parenthesize(e.args[0], 50)}/{self._print(e.args[1])} \right\rfloor"
+
     def _print_NumberSymbol(self, e):  # pi, GoldenRatio, ...: their own _latex (printmethod skips it)
         return e._latex(self)
 
@@ -279,7 +295,7 @@ class SympropLatexPrinter(_Names, LatexPrinter):
         base = self._print(e.args[0])
         if self.elementwise:
             return rf"\operatorname{{softmax}}\left({base}\right)"
-        return rf"\operatorname{{softmax}}\left({base}\right)_{{{self._print(e.args[1])},{self._print(e.args[2])}}}"
+        return rf"\operatorname{{softmax}}\left({base}\right)_{{{','.join(map(self._print, e.args[1:]))}}}"
 
 
 def _sides(eq, printer_cls):
@@ -314,14 +330,9 @@ def latex_sides(eq) -> tuple[str, str]:
 
 
 def _describe(bp, v) -> str:
-    nd = bp.nodes[v]
-    extra = ""
-    if nd.op == "activation" or nd.op == "loss":
-        fn = nd.attrs.get("function")
-        extra = f" {fn}" if isinstance(fn, str) else ""
-    if nd.op == "penalty":
-        extra = f" {nd.attrs.get('kind', 'l2')} weight {nd.attrs.get('weight', 1e-4)}"
-    return f"{nd.op}{extra}"
+    """The node's op in a few words, as its form puts it (``activation tanh``)."""
+    op = get_op(bp.nodes[v].op)
+    return op.form.describe(op, bp.nodes[v].attrs)
 
 
 def _shape_text(bp, v) -> str:
@@ -385,7 +396,7 @@ def pretty_report(bp, unicode: bool = True) -> str:
 
 
 _ASCII = {"∂": "d", "δ": "delta", "⊙": "(*)", "·": "*", "ᵀ": "^T", "𝟙": "1", "Σ": "sum", "ₙ": "_n", "→": "->",
-          "×": "x", "√": "sqrt", "←": "<-"}
+          "×": "x", "√": "sqrt", "←": "<-", "⌊": "floor(", "⌋": ")"}
 _SUPERSCRIPT = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁽⁾]+")
 
 

@@ -50,7 +50,10 @@ from pathlib import Path
 import networkx as nx
 
 from .atomic import atomic_file
+from .build import Builder
 from .errors import GraphError, SpecError
+from .graph import validate
+from .ops import OPS
 
 __all__ = ["load", "save", "from_dict", "to_dict", "loads_toml", "to_toml"]
 
@@ -76,8 +79,6 @@ def from_dict(spec: dict, source: str = "spec") -> nx.DiGraph:
         g = _from_layers(spec, source) if has_layers else _from_nodes(spec, source)
     except GraphError as e:
         raise SpecError(f"{source}: {e}") from None
-    from .graph import validate
-
     try:
         validate(g)
     except GraphError as e:
@@ -86,8 +87,6 @@ def from_dict(spec: dict, source: str = "spec") -> nx.DiGraph:
 
 
 def _from_layers(spec: dict, source: str) -> nx.DiGraph:
-    from .build import Builder
-
     size = spec.get("input")
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
         raise _fail(source, f"'input' must be a positive integer (the number of features), got {size!r}")
@@ -143,8 +142,6 @@ def _from_nodes(spec: dict, source: str) -> nx.DiGraph:
 
 
 def _args_of(op) -> tuple[str, ...]:
-    from .ops import OPS
-
     return OPS[op].args if isinstance(op, str) and op in OPS else ()
 
 
@@ -188,8 +185,6 @@ def load(path: str | os.PathLike) -> nx.DiGraph:
             g = nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
         except (KeyError, TypeError, AttributeError, nx.NetworkXError) as e:
             raise _fail(source, f"malformed node-link data: {e}") from None
-        from .graph import validate
-
         try:
             validate(g)
         except GraphError as e:
@@ -201,8 +196,6 @@ def load(path: str | os.PathLike) -> nx.DiGraph:
 def save(g: nx.DiGraph, path: str | os.PathLike) -> None:
     """Write ``g`` to ``.json`` (node-link) or ``.toml`` (explicit nodes), atomically."""
     path = Path(path)
-    from .graph import validate
-
     try:
         validate(g)
     except GraphError as e:

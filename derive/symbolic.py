@@ -21,20 +21,21 @@ Examples
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 import networkx as nx
 import numpy as np
 import sympy as sp
 
-from .derivation import _Row
+from .axes import feature_axis
 from .evaluation import leaf_values
-from .graph import validate
-from .ops import MATRIX_FORWARD, ROW_FORWARD, T, X, Y, W, get_op, row_loss, scalar_function
+from .forms import Node
+from .graph import GraphInfo, validate
+from .ops import get_op
 from .scalar import apply_conventions
 
-__all__ = ["symbolic_loss", "symbolic_gradients", "SymbolicGradients", "random_values"]
+__all__ = ["symbolic_loss", "symbolic_gradients", "SymbolicGradients", "random_values", "Expansion"]
 
 
 def _element_symbols(v: str, shape: tuple[int, ...], number: int) -> np.ndarray:
@@ -49,61 +50,49 @@ def _element_symbols(v: str, shape: tuple[int, ...], number: int) -> np.ndarray:
     return arr
 
 
-def _concrete_row(builder_args, row_values: dict[sp.IndexedBase, np.ndarray]) -> sp.Expr:
-    """Evaluate an index-form definition over concrete rows: expand sums, bind elements."""
-    expr = builder_args.doit()
-    return expr.xreplace({e: row_values[e.base][int(e.indices[1])] for e in expr.atoms(sp.Indexed)})
+@dataclass
+class Expansion:
+    """The state of one expansion over concrete sizes: what each op form's
+    :meth:`~derive.forms.base.Form.expand` reads and adds to.
+
+    ``values`` maps each node expanded so far to its value (an object array of expressions with
+    the batch axis first where batched, or one expression); ``leaves`` the leaves' symbols.
+    """
+
+    batch: int
+    info: GraphInfo
+    values: dict = field(default_factory=dict)
+    leaves: dict = field(default_factory=dict)
+
+    def leaf(self, v: str, shape: tuple[int, ...]) -> np.ndarray:
+        """New element symbols for leaf ``v`` (see :func:`_element_symbols`)."""
+        self.leaves[v] = _element_symbols(v, shape, len(self.leaves))
+        return self.leaves[v]
+
+    def aligned(self, v: str, rank: int) -> np.ndarray:
+        """The value of ``v`` shaped to broadcast, as NumPy does, against a batch of ``rank``
+        feature axes: size-1 axes after the batch axis where its feature shape is shorter (a
+        parameter lines up from the right by itself)."""
+        value = self.values[v]
+        if not self.info.batched[v]:
+            return value
+        missing = rank - (value.ndim - 1)
+        return value.reshape((value.shape[0],) + (1,) * missing + value.shape[1:])
 
 
-def symbolic_loss(g: nx.DiGraph, batch: int) -> tuple[sp.Expr, dict[str, np.ndarray]]:
-    """The objective (loss plus penalties) as one expression, and each leaf's element symbols."""
-    info = validate(g)
-    values: dict[str, np.ndarray] = {}
-    leaves: dict[str, np.ndarray] = {}
-    objective = sp.S.Zero
-    k, l = sp.symbols("k l", integer=True, nonnegative=True)
+def symbolic_loss(g: nx.DiGraph, batch: int, info: GraphInfo | None = None) -> tuple[sp.Expr, dict[str, np.ndarray]]:
+    """The objective (loss plus penalties) as one expression, and each leaf's element symbols.
+
+    Each node's value is its op form's expansion (:meth:`~derive.forms.base.Form.expand`) of
+    the forward definition over ``batch`` rows. ``info``: the graph's validation, if done already.
+    """
+    info = validate(g) if info is None else info
+    ground = Expansion(batch, info)
     for v in info.order:
-        data = g.nodes[v]
-        op = get_op(data["op"])
-        a = {arg: values[u] for arg, u in info.args[v].items()}
-        if op.form == "leaf":
-            shape = ((batch,) if info.batched[v] else ()) + info.shapes[v]
-            values[v] = leaves[v] = _element_symbols(v, shape, len(leaves))
-        elif op.form == "matrix":
-            mats = {arg: sp.Matrix(x if x.ndim == 2 else x.reshape(-1, 1)) for arg, x in a.items()}
-            built = MATRIX_FORWARD[op.name](*[mats.get(arg) for arg in op.args]) if "b" not in mats else None
-            if built is None:  # OneMatrix needs a concrete size: build X W^T + 1 b^T explicitly
-                built = mats["x"] * mats["W"].T + sp.ones(batch, 1) * mats["b"].T
-            values[v] = np.array(built.tolist(), dtype=object)
-        elif op.form == "elementwise":
-            f = scalar_function(op.name, data)
-            values[v] = np.vectorize(lambda e: f.xreplace({X: e}), otypes=[object])(a["x"])
-        elif op.form == "rowwise":
-            base = sp.IndexedBase("row")
-            K = a["x"].shape[1]
-            out = np.empty_like(a["x"])
-            for r in range(batch):
-                for c in range(K):
-                    out[r, c] = _concrete_row(ROW_FORWARD[op.name](_Row(base, 0), c, k, K), {base: a["x"][r]})
-            values[v] = out
-        elif op.form == "loss":
-            y, t = a["y"], a["t"]
-            builder = row_loss(data["function"])
-            if builder is not None:
-                yb, tb = sp.IndexedBase("y"), sp.IndexedBase("t")
-                rows = [_concrete_row(builder(_Row(yb, 0), _Row(tb, 0), k, l, y.shape[1]), {yb: y[r], tb: t[r]})
-                        for r in range(batch)]
-                values[v] = sp.Add(*rows) / batch
-            else:
-                f = scalar_function(op.name, data)
-                terms = [f.xreplace({Y: ye, T: te}) for ye, te in zip(y.ravel(), t.ravel())]
-                values[v] = sp.Add(*terms) / y.size
-            objective += values[v]
-        elif op.form == "penalty":
-            f = scalar_function(op.name, data)
-            values[v] = sp.Add(*[f.xreplace({W: we}) for we in a["w"].ravel()])
-            objective += values[v]
-    return objective, leaves
+        op = get_op(g.nodes[v]["op"])
+        ground.values[v] = op.form.expand(Node(v, op, g.nodes[v], info), ground)
+    objective = ground.values[info.loss] + sp.Add(*[ground.values[p] for p in info.penalties])
+    return objective, ground.leaves
 
 
 @dataclass(frozen=True)
@@ -123,18 +112,22 @@ def random_values(g: nx.DiGraph, batch: int = 2, seed: int = 0) -> dict[str, np.
     info = validate(g)
     rng = np.random.default_rng(seed)
     out = {}
-    loss_fn = g.nodes[info.loss].get("function")
+    loss = g.nodes[info.loss]
+    loss_fn = loss.get("function")
+    leaves = set(info.inputs) | set(info.targets) | set(info.parameters)
     for v in info.order:
-        op = g.nodes[v]["op"]
-        if op not in ("input", "target", "parameter"):
+        if v not in leaves:
             continue
         shape = ((batch,) if info.batched[v] else ()) + info.shapes[v]
-        if op == "target" and loss_fn == "softmax_cross_entropy":
-            out[v] = np.eye(shape[1])[rng.integers(0, shape[1], size=batch)]
-        elif op == "target" and loss_fn in ("bce", "bce_logits"):
+        if v in info.targets and loss_fn == "softmax_cross_entropy":
+            axis = 1 + feature_axis(-1 if loss.get("axis") is None else loss["axis"], info.shapes[v])
+            classes = shape[axis]
+            rest = shape[:axis] + shape[axis + 1:]
+            out[v] = np.moveaxis(np.eye(classes)[rng.integers(0, classes, size=rest)], -1, axis)
+        elif v in info.targets and loss_fn in ("bce", "bce_logits"):
             out[v] = rng.uniform(0.05, 0.95, size=shape)
         else:
-            out[v] = rng.normal(0.0, 0.5 if op == "parameter" else 1.0, size=shape)
+            out[v] = rng.normal(0.0, 0.5 if v in info.parameters else 1.0, size=shape)
     return out
 
 
@@ -155,10 +148,9 @@ def symbolic_gradients(g: nx.DiGraph, values: Mapping[str, np.ndarray], digits: 
 
     info = validate(g)
     values = leaf_values(g, info, values)
-    first_input = next(v for v in info.order if g.nodes[v]["op"] == "input")
-    batch = int(values[first_input].shape[0])
-    objective, leaves = symbolic_loss(g, batch)
-    params = [v for v in info.order if g.nodes[v]["op"] == "parameter"]
+    batch = int(values[info.inputs[0]].shape[0])
+    objective, leaves = symbolic_loss(g, batch, info)
+    params = info.parameters
     all_symbols = [s for v in leaves for s in leaves[v].ravel()]
     numbers = []
     for v in leaves:

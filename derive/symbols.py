@@ -5,7 +5,10 @@ One place decides the names, so printers, code generators and tests agree:
 * the value of node ``v`` is ``v`` (a :class:`sympy.MatrixSymbol` in matrix equations, an
   :class:`sympy.IndexedBase` in index equations);
 * the gradient of the objective with respect to it is ``dL/dv`` (printed ``∂L/∂v``);
-* the layer-recursion error of layer ``l`` is ``delta(l)`` (printed ``δ⁽ˡ⁾``).
+* the layer-recursion error of layer ``l`` is ``delta(l)`` (printed ``δ⁽ˡ⁾``);
+* index equations take their free indices from the value's shape: ``n`` for the batch, then one
+  per feature axis (``i, j, u, v, ...``: :func:`indices`), and sum over ``m`` (the batch) and
+  ``k, l, r, s, ...`` (:func:`dummies`), so a rank-1 value reads ``x[n, i]`` as it always did.
 
 Examples
 --------
@@ -25,13 +28,72 @@ from .graph import DELTA_PREFIX, GRAD_PREFIX
 from .ops import BATCH
 
 __all__ = ["value_matrix", "value_base", "grad_matrix", "grad_base", "delta_matrix", "delta_base",
-           "parse_name", "dims", "GRAD_PREFIX", "DELTA_PREFIX", "FREE", "DUMMY"]
+           "parse_name", "dims", "GRAD_PREFIX", "DELTA_PREFIX", "FREE", "DUMMY", "indices", "feature_indices",
+           "dummies", "extents", "BATCH_DUMMY"]
 
 
-#: Free indices of index equations: batch row n, then feature i (parameters: i, j).
-FREE = sp.symbols("n i j", integer=True, nonnegative=True)
-#: Summation indices used in definitions (never free in a result).
-DUMMY = sp.symbols("m k l r", integer=True, nonnegative=True)
+def _index(name: str) -> sp.Symbol:
+    return sp.Symbol(name, integer=True, nonnegative=True)
+
+
+#: Free indices of index equations: batch row n, then feature i (parameters: i, j); see
+#: :func:`indices` for any rank.
+FREE = tuple(map(_index, ("n", "i", "j")))
+#: Summation indices used in definitions (never free in a result); see :func:`dummies`.
+DUMMY = tuple(map(_index, ("m", "k", "l", "r")))
+#: The summation index that runs over the batch's rows.
+BATCH_DUMMY = DUMMY[0]
+
+_FEATURE_NAMES = ("i", "j", "u", "v")   # in alphabetical order, so sums of them print in axis order
+_DUMMY_NAMES = ("k", "l", "r", "s")
+
+
+def _names(pool: tuple[str, ...], stem: str, count: int) -> list[str]:
+    return list(pool[:count]) + [f"{stem}{q}" for q in range(len(pool), count)]
+
+
+def feature_indices(rank: int) -> tuple:
+    """The free indices of ``rank`` feature axes, in axis order: ``i, j, u, v``, then ``i4, i5, ...``.
+
+    >>> feature_indices(3)
+    (i, j, u)
+    """
+    return tuple(map(_index, _names(_FEATURE_NAMES, "i", rank)))
+
+
+def indices(rank: int, batched: bool) -> tuple:
+    """The free indices of a value with ``rank`` feature axes: the batch row ``n`` first when
+    ``batched``, then :func:`feature_indices`.
+
+    >>> indices(1, True), indices(2, False)
+    ((n, i), (i, j))
+    """
+    return ((FREE[0],) if batched else ()) + feature_indices(rank)
+
+
+def dummies(count: int, avoid=()) -> tuple:
+    """``count`` summation indices for feature axes, in axis order: ``k, l, r, s``, then
+    ``k4, k5, ...``, leaving out the symbols in ``avoid``. The batch's is :data:`BATCH_DUMMY`.
+
+    >>> dummies(2), dummies(2, avoid=dummies(2))
+    ((k, l), (r, s))
+    """
+    avoid = set(avoid)
+    out: list = []
+    total = count
+    while len(out) < count:
+        out = [d for d in map(_index, _names(_DUMMY_NAMES, "k", total)) if d not in avoid][:count]
+        total += 1
+    return tuple(out)
+
+
+def extents(shape: tuple[int, ...], batched: bool) -> tuple:
+    """The ranges of :func:`indices`: ``N`` for the batch, then the feature sizes (SymPy integers).
+
+    >>> extents((2, 3), True)
+    (N, 2, 3)
+    """
+    return ((BATCH,) if batched else ()) + tuple(sp.Integer(d) for d in shape)
 
 
 def dims(shape: tuple[int, ...], batched: bool) -> tuple:

@@ -64,11 +64,11 @@ def evaluate_scalar(expr, x: np.ndarray, symbol=None) -> np.ndarray:
     """Evaluate a SymPy expression of ``x`` (derive's ``X``) on an array, as derive's evaluator does."""
     import sympy as sp
 
-    from symprop.derive.evaluation import _FUNCS
+    from symprop.derive.evaluation import NUMERIC_FUNCTIONS
     from symprop.derive.ops import X
 
     symbol = X if symbol is None else symbol
-    fn = sp.lambdify(symbol, expr, modules=[_FUNCS, "numpy"])
+    fn = sp.lambdify(symbol, expr, modules=[NUMERIC_FUNCTIONS, "numpy"])
     with np.errstate(all="ignore"):
         return np.broadcast_to(np.asarray(fn(x), dtype=np.float64), x.shape)
 
@@ -133,9 +133,8 @@ def network_output(bp, parameters, X: np.ndarray) -> np.ndarray:
     """The output the loss compares with the target, for rows ``X``, by derive's forward equations."""
     from symprop.derive.evaluation import forward_values
 
-    first_input = next(v for v in bp.info.order if bp.graph.nodes[v]["op"] == "input")
     out = bp.info.args[bp.info.loss]["y"]
-    values = {first_input: np.asarray(X, dtype=np.float64)}
+    values = {bp.info.inputs[0]: np.asarray(X, dtype=np.float64)}
     values.update({p: np.asarray(v, dtype=np.float64) for p, v in parameters.items()})
     return np.asarray(forward_values(bp, values, until=out)[out], dtype=np.float64)
 

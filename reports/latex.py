@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
+from symprop.derive.ops import get_op
 from symprop.derive.printing import SympropLatexPrinter, latex_escape, latex_sides
 
 __all__ = ["text", "name", "document", "Figure", "graph_tikz", "node_table", "PREAMBLE"]
@@ -116,18 +117,9 @@ class Figure:
 # --- the network -------------------------------------------------------------------------------
 
 def _describe(bp, v) -> str:
-    nd = bp.graph.nodes[v]
-    op = nd["op"]
-    if op in ("activation", "loss"):
-        fn = nd.get("function")
-        if isinstance(fn, str):
-            extra = f" {fn}"
-            if nd.get("alpha") is not None:
-                extra += f" (alpha {nd['alpha']})"
-            return op + extra
-    if op == "penalty":
-        return f"penalty {nd.get('kind', 'l2')} (weight {nd.get('weight', 1e-4)})"
-    return op
+    """The node's op with its numeric attributes, as its form puts it (``activation leaky_relu (alpha 0.2)``)."""
+    op = get_op(bp.graph.nodes[v]["op"])
+    return op.form.describe(op, bp.graph.nodes[v], detailed=True)
 
 
 def _shape(bp, v) -> str:

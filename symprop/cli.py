@@ -70,7 +70,7 @@ def _dataset(net, spec: str, samples: int, seed: int):
 
     info = derive.validate(net)
     data = resolve(spec, n_samples=samples, seed=seed)
-    n_inputs = info.shapes[next(v for v in info.order if net.nodes[v]["op"] == "input")][0]
+    n_inputs = info.shapes[info.inputs[0]][0]
     if data.n_features != n_inputs:
         raise ValueError(f"data {data.name!r} has {data.n_features} features but the network's input has {n_inputs}")
     n_outputs = info.shapes[info.args[info.loss]["y"]][0]

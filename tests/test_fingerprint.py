@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from symprop import derive
-from symprop.derive import ops
+from symprop.derive import forms, ops
 
 fp_module = importlib.import_module("symprop.derive.fingerprint")
 registry_text = fp_module.registry_text
@@ -74,7 +75,10 @@ def test_registry_changes_change_the_fingerprint(monkeypatch):
     monkeypatch.setitem(ops.ELEMENTWISE_LOSSES, "mse", (ops.Y - ops.T) ** 4)
     assert derive.fingerprint(net) != before
     monkeypatch.undo()
-    monkeypatch.setitem(ops.MATRIX_FORWARD, "dense", lambda X, W, b: X * W.T)
+    monkeypatch.setitem(ops.OPS, "dense", dataclasses.replace(ops.OPS["dense"], forward=lambda X, W, b: X * W.T))
+    assert derive.fingerprint(net) != before
+    monkeypatch.undo()
+    monkeypatch.setitem(ops.OPS, "softmax", dataclasses.replace(ops.OPS["softmax"], form=forms.Elementwise()))
     assert derive.fingerprint(net) != before
 
 
