@@ -79,7 +79,9 @@ def test_wheel_installs_one_namespace(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"symprop"}
-    assert "symprop/derive/ops.py" in names and "symprop/kernels/__init__.py" in names
+    sources = {f"symprop/{p.relative_to(ROOT).as_posix()}" for folder in ("derive", "kernels", "reports")
+               for p in (ROOT / folder).rglob("*.py")}
+    assert sources - set(names) == set()            # every module, sub-packages included
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
     python = str(env_dir / "bin" / "python")
@@ -97,3 +99,14 @@ def test_wheel_installs_one_namespace(tmp_path):
     project.mkdir()
     proc = _run_user_tests(python, _user_project(project))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_every_package_folder_is_listed_for_the_wheel():
+    """pyproject.toml lists the packages by hand (package-dir maps them under symprop): a new
+    sub-package must be added there, or the wheel ships without it."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {"symprop." + ".".join(p.parent.relative_to(ROOT).parts)
+               for folder in ("derive", "kernels", "reports") for p in (ROOT / folder).rglob("__init__.py")}
+    assert folders - listed == set()
