@@ -38,8 +38,22 @@ def softmax_mse_l1():
             .loss("mse").penalty("l1", 0.01).build())
 
 
+def residual_rank2():
+    """Rank-2 features [2, 3]: a tanh, a residual ``add`` of the input and a gate broadcast along
+    the first feature axis (``mul`` by a [3] parameter), MSE over all 6 elements."""
+    return (derive.Builder("residual_rank2").input("x", [2, 3]).activation("tanh", name="h")
+            .add("x", name="r").parameter("g", [3]).mul("g", name="gated").loss("mse").build())
+
+
+def views_rank3():
+    """Rank 3 [2, 2, 3] reshaped to [3, 4], softmax on axis 0, flattened into a dense layer."""
+    return (derive.Builder("views_rank3").input("x", [2, 2, 3]).activation("softplus", name="a")
+            .reshape([3, 4], name="r").softmax(name="p", axis=0).flatten(name="f").dense(2).loss("mse").build())
+
+
 #: name -> builder: the networks most modules test with
-NETS = {f.__name__: f for f in (tanh_mse, relu_sce, tanh_bce, formula_mse, tanh_mse_l2, softmax_mse_l1)}
+NETS = {f.__name__: f for f in (tanh_mse, relu_sce, tanh_bce, formula_mse, tanh_mse_l2, softmax_mse_l1,
+                                residual_rank2, views_rank3)}
 
 
 #: the fused epoch against its NumPy reference (tests/test_epoch.py)
@@ -85,6 +99,7 @@ def penalty_net(name: str):
 OP_EXAMPLES = {
     "input": tanh_mse, "target": tanh_mse, "parameter": tanh_mse, "dense": tanh_mse,
     "activation": formula_mse, "softmax": softmax_mse_l1, "loss": tanh_bce, "penalty": tanh_mse_l2,
+    "add": residual_rank2, "mul": residual_rank2, "reshape": views_rank3, "flatten": views_rank3,
 }
 
 
