@@ -28,7 +28,8 @@ Examples
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 
 import networkx as nx
 
@@ -225,6 +226,16 @@ def _check_functions(g: nx.DiGraph) -> None:
             raise GraphError(f"{_label(g, v)}: {e}") from None
 
 
+#: a graph's content (:func:`_state`) -> what validation found, the last few: a pipeline validates once
+_VALIDATED: "OrderedDict[str, GraphInfo]" = OrderedDict()
+_VALIDATED_KEEP = 32
+
+
+def _state(g: nx.DiGraph) -> str:
+    """The graph's content as text (attributes, nodes and edges with theirs, in insertion order)."""
+    return repr((g.graph, list(g.nodes(data=True)), list(g.edges(data=True))))
+
+
 def validate(g) -> GraphInfo:
     """Check a network and infer its shapes; GraphError naming the node and reason otherwise.
 
@@ -233,9 +244,28 @@ def validate(g) -> GraphInfo:
     consumer, unreachable nodes), names the printed equations reserve, formulas and numeric
     attributes, then along the graph each node's shape (its form's or op's rule: broadcasting,
     axes, reshape sizes) and which kind of value feeds which argument.
+
+    A pipeline validates once: the stages after the first (loading a spec, choosing data,
+    compiling, deriving, verifying) get what the first found, as long as the graph is unchanged
+    (its content is compared, so any edit, or another graph, validates again; a copy of a valid
+    graph is not checked twice). Each call returns its own copy of the result.
     """
     if not isinstance(g, nx.DiGraph) or isinstance(g, nx.MultiDiGraph):
         raise GraphError(f"a network must be a networkx.DiGraph, got {type(g).__name__}")
+    state = _state(g)
+    info = _VALIDATED.get(state)
+    if info is None:
+        info = _VALIDATED[state] = _check(g)
+        while len(_VALIDATED) > _VALIDATED_KEEP:
+            _VALIDATED.popitem(last=False)
+    else:
+        _VALIDATED.move_to_end(state)
+    return replace(info, shapes=dict(info.shapes), batched=dict(info.batched),
+                   args={v: dict(a) for v, a in info.args.items()})
+
+
+def _check(g: nx.DiGraph) -> GraphInfo:
+    """:func:`validate`'s checks, run on every call (no memo)."""
     if g.number_of_nodes() == 0:
         raise GraphError("the graph is empty")
     _check_names(g)

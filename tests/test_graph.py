@@ -471,3 +471,34 @@ def test_alpha_for_an_activation_without_one_is_refused(function):
                             "(only to: leaky_relu, elu)")
     g = derive.Builder().input("x", 2).dense(3, activation="elu", alpha=0.5).dense(1).loss().g
     derive.validate(g)
+
+
+def test_a_pipeline_validates_once(monkeypatch, capsys, tmp_path):
+    """symprop train loads, picks data, compiles, derives and trains: the checks run once; an edit
+    of the graph runs them again, and an invalid graph is refused every time."""
+    import symprop.derive.graph as G
+    from symprop.cli import main
+
+    calls = []
+    check = G._check
+    monkeypatch.setattr(G, "_check", lambda g: calls.append(1) or check(g))
+    spec = tmp_path / "net.toml"
+    derive.save(derive.mlp([2, 3, 1], activation="softsign", loss="bce_logits", name="once"), spec)
+    G._VALIDATED.clear()
+    calls.clear()
+    assert main(["train", str(spec), "--epochs", "1", "--samples", "32", "--no-progress"]) == 0
+    assert len(calls) == 1
+    net = derive.load(spec)
+    calls.clear()
+    derive.validate(net)
+    assert calls == []                      # the same content: found
+    net.nodes["a1"]["function"] = "tanh"
+    derive.validate(net)
+    assert calls == [1]                     # edited: checked again
+    net.nodes["a1"]["function"] = "nope"
+    for _ in range(2):
+        with pytest.raises(derive.GraphError, match="unknown activation 'nope'"):
+            derive.validate(net)
+    info = derive.validate(derive.load(spec))
+    info.shapes.clear()                     # each call has its own copy
+    assert derive.validate(derive.load(spec)).shapes
