@@ -128,7 +128,7 @@ def _shape(bp, v) -> str:
 
 
 def parameter_count(bp, v) -> int:
-    return int(np.prod(bp.info.shapes[v])) if bp.graph.nodes[v]["op"] == "parameter" else 0
+    return int(np.prod(bp.info.shapes[v])) if v in bp.info.parameters else 0
 
 
 def _columns(bp) -> dict[str, int]:
@@ -136,8 +136,8 @@ def _columns(bp) -> dict[str, int]:
     column left of their first consumer; penalties next to the loss."""
     g = bp.graph
     col: dict[str, int] = {}
-    leaves = {v for v in bp.info.order if g.nodes[v]["op"] in ("parameter", "target")}
-    penalties = {v for v in bp.info.order if g.nodes[v]["op"] == "penalty"}
+    leaves = {*bp.info.parameters, *bp.info.targets}
+    penalties = set(bp.info.penalties)
     for v in bp.info.order:
         if v in leaves or v in penalties:
             continue

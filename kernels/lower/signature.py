@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from symprop import derive
 __all__ = ["FUNCTION_NAME", "DTYPES", "Signature", "signature", "graph_signature"]
 
 FUNCTION_NAME = "loss_and_grads"
@@ -53,7 +52,4 @@ def signature(bp) -> Signature:
 
 def graph_signature(g, info) -> Signature:
     """:func:`signature` from the graph and its :class:`derive.GraphInfo` (no derivation needed)."""
-    order = info.order
-    return Signature(tuple(v for v in order if g.nodes[v]["op"] == "input"),
-                     tuple(v for v in order if g.nodes[v]["op"] == "target"),
-                     tuple(derive.parameters(g)))
+    return Signature(tuple(info.inputs), tuple(info.targets), tuple(info.parameters))
