@@ -302,10 +302,16 @@ class CompiledModel:
         last may be smaller). :attr:`parameters` and ``state`` (from :meth:`init_state`) are
         updated in place; ``step0`` is the number of steps taken before (the optimizer's ``t`` is
         ``step0 + b + 1``). ``losses`` has one float64 entry per batch (NaN for batches not run);
-        ``steps_done`` is the number of updates applied: fewer than the batches when a batch's
-        objective is not finite (that batch's update is skipped and the epoch stops, so the
-        parameters are the last good ones). ``run.kernel`` is the serial Numba function,
-        ``run.hyper`` the float64 hyperparameter vector (sorted names, ``run.hyper_names``).
+        ``steps_done`` is the number of updates applied. It is fewer than the batches when batch
+        ``b = steps_done`` failed: its objective is not finite (``losses[b]`` is NaN or ±inf), or
+        its update read a gradient or wrote a parameter or optimizer-state value that is not
+        finite (``losses[b]`` is its finite objective). Either way the epoch stops and the
+        parameters and state are exactly those after the last good step: a failed update is
+        undone by restoring the copy of the parameters and state made at the start of the call
+        and running the ``b`` good batches again (the kernels are deterministic, so this repeats
+        the same values; it costs one copy per call and, after a failure, the time of those
+        batches). ``run.kernel`` is the serial Numba function, ``run.hyper`` the float64
+        hyperparameter vector (sorted names, ``run.hyper_names``).
 
         Backend ``"parallel"``: from :data:`kernels.cpu.epoch_keys.CHUNK_MIN` of work (``batch_size``
         times the trained parameters plus the widest layer) the data-parallel function runs,
@@ -332,10 +338,21 @@ class CompiledModel:
             n_batches = -(-order.size // batch_size)
             losses = np.full(n_batches, np.nan)
             fn = model._epoch_choice(parallel, kernel, batch_size)
+            kept = [a.copy() for a in (*params, *arrays)]   # to undo an update found bad after it was applied
             with blas_threads.single_threaded() if fn.chunked else nullcontext():
                 extra = (numba.get_num_threads(), *fn.pointers) if fn.chunked else ()
-                done = fn(X, T, order, batch_size, *params, *arrays, hyper, int(step0), losses, *extra)
-            return losses, int(done)
+
+                def batches(rows):
+                    return int(fn(X, T, rows, batch_size, *params, *arrays, hyper, int(step0), losses, *extra))
+
+                done = batches(order)
+                while done < 0:   # the update of batch b read or wrote a non-finite value: applied, so undone
+                    b = -done - 1
+                    for a, k in zip((*params, *arrays), kept):
+                        np.copyto(a, k)
+                    done = batches(order[:b * batch_size]) if b else 0   # the b good steps again
+                    losses[done + 1:] = np.nan   # (the same steps: done == b, unless a kernel were not deterministic)
+            return losses, done
 
         run.kernel = kernel
         run.hyper = hyper

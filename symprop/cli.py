@@ -134,6 +134,8 @@ def _check_outputs(args) -> None:
 def _summary(history, epochs: int) -> None:
     last = history.last
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "steps", "seconds"))
+    if history.stopped:   # the last row is the failed batch's, not an epoch's: history.stopped says why
+        summary = "stopped"
     print(f"epoch {last.get('epoch', 0)}/{epochs}: {summary} ({history.seconds:.2f} s)")
 
 

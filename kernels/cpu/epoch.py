@@ -18,7 +18,18 @@
 * ``losses_out``: float64, one entry per batch, receives each batch's objective.
 * Returns the number of batches whose update was applied: all of them, or ``b`` when the
   objective of batch ``b`` is not finite (its update is then not applied, so the parameters are
-  the last good ones, and ``losses_out[b]`` holds the non-finite value).
+  the last good ones, and ``losses_out[b]`` holds the non-finite value), or ``-(b + 1)`` when
+  the objective of batch ``b`` is finite but its update read a gradient element that is not
+  finite or wrote a parameter or optimizer-state element that is not finite. That update *has*
+  been applied (``b + 1`` updates, the last one bad; ``losses_out[b]`` holds its finite
+  objective): :meth:`kernels.model.CompiledModel.epoch_function` keeps a copy of the parameters
+  and state from before the call, puts it back and runs the first ``b`` batches again
+  (deterministic: the same values), so its caller gets the last good step.
+
+The check costs one test per element of the update loop that exists anyway: ``o - o`` is 0 for
+a finite ``o`` and NaN for NaN or ±inf, so ``nonfinite |= (o_g - o_g) + (o_w - o_w) + ... != 0``
+over the gradient and every value written (a flag, not a float sum: LLVM keeps the loop
+vectorised; no pass of its own over the gradients, no copy of the parameters per step).
 
 The forward and backward statements are printed by the same walk over the derived equations as
 ``loss_and_grads`` (:class:`kernels.lower.walker.EquationWalker` in workspace mode): every intermediate
@@ -249,13 +260,18 @@ class _EpochGenerator(EquationWalker):
         rule_lines = [(f"# {text}", f"{printer.doprint(lhs)} = {printer.doprint(rhs)}", lhs.name[2:])
                       for (lhs, rhs), text in zip(rules, pretty)]
 
-        def body(flats, plus=None):
+        written = list(dict.fromkeys(k for *_, k in rule_lines))
+        checked = " + ".join(f"(o_{k} - o_{k})" for k in dict.fromkeys(["g", *written]))
+
+        def body(flats, plus=None, flag="nonfinite |="):
             out = [f"o_{k} = {flat}[e]" for k, flat in flats.items()]
             if plus is not None:   # the gradient read as the sum of two arrays' elements
                 out[list(flats).index("g")] = f"o_g = {flats['g']}[e] + {plus}[e]"
             for comment, line, _ in rule_lines:
                 out += [comment, line]
-            return out + [f"{flats[k]}[e] = o_{k}" for k in dict.fromkeys(k for *_, k in rule_lines)]
+            return out + [f"{flats[k]}[e] = o_{k}" for k in written] + [
+                "# x - x is 0 for a finite x, NaN for NaN or ±inf: the gradient or a new value not finite",
+                f"{flag} {checked} != 0"]
 
         params = []
         for p in sig.parameters:
@@ -274,15 +290,18 @@ class _EpochGenerator(EquationWalker):
         return pro, step_lines, params, body
 
     def update_loops(self, params, body) -> list[str]:
-        """The serial and ``prange`` forms' update: one loop over each parameter's elements."""
-        lines = []
+        """The serial and ``prange`` forms' update: one loop over each parameter's elements,
+        each raising ``nonfinite`` where the gradient or a value written is not finite (a bool
+        ``|=`` serially; an int ``+=`` in the ``prange`` form, a reduction Numba's parfors take)."""
+        flag = "nonfinite +=" if self.parallel else "nonfinite |="
+        lines = ["nonfinite = 0" if self.parallel else "nonfinite = False"]
         for p, flats in params:
             size = f"{flats['w']}.shape[0]"
-            loop = [f"for e in range({size}):", *[INDENT + x for x in body(flats)]]
+            loop = [f"for e in range({size}):", *[INDENT + x for x in body(flats, flag=flag)]]
             lines.append(f"# parameter {p!r}")
             if self.parallel:
                 lines += [f"if {size} >= PARALLEL_MIN:", f"{INDENT}for e in numba.prange({size}):",
-                          *[INDENT * 2 + x for x in body(flats)], "else:", *[INDENT + x for x in loop]]
+                          *[INDENT * 2 + x for x in body(flats, flag=flag)], "else:", *[INDENT + x for x in loop]]
             else:
                 lines += loop
         return lines
@@ -326,6 +345,8 @@ class _EpochGenerator(EquationWalker):
                       f"{I}for e in range({sl['g']}.size):",
                       f"{I * 2}{sl['g']}[e] += part_sl[e]"]
         loop = f"for e in range({sl['g']}.size):"
+        if update:
+            lines.append("nonfinite = False")
         if add and update:
             lines += ["if n_parts > 1:",
                       f"{I}part_1_sl = grads[1, at + e_lo:at + e_hi]",
@@ -334,10 +355,13 @@ class _EpochGenerator(EquationWalker):
                       f"{I}{loop}", *[I * 2 + x for x in body(sl)]]
         elif update:
             lines += [loop, *[I + x for x in body(sl)]]
+        if update:   # part q's flag: read after the region (only ever set: the epoch returns once it is)
+            lines += ["if nonfinite:", f"{I}nonfinite_parts[q] = 1"]
         one = name[:-1]
         made = outline(one, lines, "q", module_names=_MODULE_NAMES | self.outlined.keys())
         # compiled for what it gets if a rule reads a value not typed here
         self._add_function(made, {"at": "int64", "size": "int64", "n_parts": "int64", "unit": "int64",
+                                  "nonfinite_parts": _array_type("int64", 1),
                                   **{v: _array_type(self.dtype, 1) for k, v in arrays.items() if k != "g"}})
         layout = self._gradient_layout()
         calls = []
@@ -568,10 +592,12 @@ class _EpochGenerator(EquationWalker):
                                "T": _array_type(dt, len(self.api_shape(tgt)), readonly=True),
                                "order": _array_type("int64", 1, readonly=True),
                                "loss_parts": _array_type("float64", 1),
+                               "nonfinite_parts": _array_type("int64", 1),
                                **{k: "int64" for k in ("N", "start", "n_chunks", "C", "R")},
                                **{self.array(p): _array_type(dt, len(self.api_shape(p))) for p in sig.parameters}})
             slabs, views = self._chunk_slabs(x, tgt)
-            pro += [*slabs, "loss_parts = np.empty(C)"]
+            pro += [*slabs, "loss_parts = np.empty(C)",
+                    "nonfinite_parts = np.zeros(C, dtype=np.int64)  # part q of the update found a non-finite value"]
         else:
             pro += ["", "# ---- workspaces: allocated once, viewed as buf[:N] in each batch ----"]
             views = []
@@ -632,8 +658,10 @@ class _EpochGenerator(EquationWalker):
                  f"{INDENT}if not math.isfinite(loss):",
                  f"{INDENT * 2}return b  # this batch's update is not applied"]
         step = [(INDENT + line) if line else "" for line in opt_step]
+        undo = [f"{INDENT * 2}return -(b + 1)  # applied with a non-finite gradient or value: the caller undoes it"]
         if not chunked:
-            loop += [*step, *[INDENT + x for x in self.update_loops(opt_params, opt_body)]]
+            loop += [*step, *[INDENT + x for x in self.update_loops(opt_params, opt_body)],
+                     f"{INDENT}if nonfinite:", *undo]
         elif self.after_chunks:
             loop += ["", f"{INDENT}# the chunks' partial gradients, added into the first chunk's, in parallel",
                      *[INDENT + x for x in self.sliced_region(opt_params, opt_body, add=True, update=False,
@@ -646,6 +674,8 @@ class _EpochGenerator(EquationWalker):
             loop += [*step, f"{INDENT}# in parallel: the chunks' partial gradients added, then the update",
                      *[INDENT + x for x in self.sliced_region(opt_params, opt_body, add=True, update=True,
                                                                name="_add_and_update_slices")]]
+        if chunked:
+            loop += [f"{INDENT}for q in range(C):", f"{INDENT * 2}if nonfinite_parts[q]:", INDENT + undo[0]]
         loop.append("return n_batches")
         body = pro + loop
 
@@ -678,7 +708,9 @@ class _EpochGenerator(EquationWalker):
             "",
             *HELPERS,
             *[line for function in self.outlined.values() for line in [*function, "", ""]],
-            "# One epoch of mini-batch training; returns the number of updates applied. Arguments:",
+            "# One epoch of mini-batch training; returns the number of updates applied, or -(b + 1) when the",
+            "# update of batch b read a gradient or wrote a value that is not finite (applied: the caller undoes it).",
+            "# Arguments:",
             f"#   X: every input row {x!r}, shape (rows, {', '.join(map(str, self.api_shape(x)[1:]))}); "
             f"T: every target row {tgt!r}",
             "#   order: int64 row indices, batch b = order[b*batch_size:(b+1)*batch_size]",

@@ -23,11 +23,16 @@ The objective kernel of batch ``b`` writes the objective into a device array of 
 when it is not finite, sets a device flag ``stop[0] = b + 1``. The optimizer kernels (and the
 gathers and objectives of later batches) do nothing once the flag is set, so the update of the
 failing batch is not applied and the parameters stay the last good ones, with no host round
-trip per batch. The host reads the flag every :data:`CHECK_EVERY` batches (one small copy, which
-also waits for the queued work) and stops launching once it is set: at most that many batches
-of launches are wasted after a divergence, instead of a synchronisation on every step.
-``run`` returns ``(losses, steps_done)``: the losses of the batches run (NaN after the failing
-one), and ``b`` when batch ``b`` failed, as the CPU epoch does.
+trip per batch. The optimizer kernel sets ``stop[0] = -(b + 1)`` when a thread reads a gradient
+element or writes a parameter or state value that is not finite; that update is applied, but
+only on the device: the host arrays still hold the parameters and state from the start of the
+call, so ``run`` drops the device's copies and runs batches ``0..b-1`` again from them (the
+kernels are deterministic: the same values), as the CPU backends do. The host reads the flag
+every :data:`CHECK_EVERY` batches (one small copy, which also waits for the queued work) and
+stops launching once it is set: at most that many batches of launches are wasted after a
+divergence, instead of a synchronisation on every step. ``run`` returns ``(losses,
+steps_done)``: the losses of the batches run (NaN after the failing one), and ``b`` when batch
+``b`` failed, as the CPU epoch does.
 
 No GPU
 ------
@@ -190,13 +195,24 @@ class CudaModel(CompiledModel):
                     scalars = opt.scalars(hyper, int(step0) + b + 1)
                     # configured at each launch: the simulator's kernel[grid, block] sets the
                     # configuration on the kernel object itself (a kept one would be shared)
-                    opt.update[blocks, mod.TPB](*flat, *scalars, stop)
+                    opt.update[blocks, mod.TPB](*flat, *scalars, b, stop)
                     if (b + 1) % CHECK_EVERY == 0 and b + 1 < n_batches and stop.copy_to_host()[0]:
                         break
-            for d, a in zip(dparams + dstate, params + arrays):
-                d.copy_to_host(a)
             flag = int(stop.copy_to_host()[0])
-            return losses.copy_to_host(), (flag - 1 if flag else n_batches)
+            host_losses = losses.copy_to_host()
+            if flag >= 0:
+                for d, a in zip(dparams + dstate, params + arrays):
+                    d.copy_to_host(a)
+                return host_losses, (flag - 1 if flag else n_batches)
+            # the update of batch b read or wrote a non-finite value: the host arrays still hold
+            # the state from before the call, so the device's is dropped and batches < b run again
+            b = -flag - 1
+            if b == 0:
+                return host_losses, 0
+            again, done = run(X, T, order[:b * batch_size], batch_size, state, step0)
+            host_losses[:b] = again
+            host_losses[done + 1:] = np.nan   # (done == b: the same steps, deterministic kernels)
+            return host_losses, done
 
         run.kernel = opt.update
         run.hyper = hyper

@@ -8,8 +8,11 @@ checkpoints.
 
 Checkpoints are ``.npz`` files (never pickle) written atomically (temporary file, then
 ``os.replace``): parameters, optimizer state, step and epoch counters and the history so far.
-``resume=True`` continues from one. A non-finite loss stops training with a clear message:
-the update of the bad batch is not applied, and the checkpoint on disk is the last good epoch.
+``resume=True`` continues from one. A step whose loss, any gradient, or any updated parameter or
+optimizer-state value is not finite stops training with a clear message: that update is not
+applied (the parameters and state are those after the last good step) and the checkpoint on
+disk holds the last good epoch (the starting point when the first epoch fails: it is written
+then).
 
 Examples
 --------
@@ -143,10 +146,13 @@ def accuracy(model, X, T) -> float | None:
 # --- checkpoints -------------------------------------------------------------------------------------
 
 def save_checkpoint(path: str | os.PathLike, model, state: Mapping[str, Mapping[str, np.ndarray]],
-                    step: int, epoch: int, history: History) -> None:
-    """Write parameters, optimizer state and counters to ``path`` (``.npz``) atomically."""
+                    step: int, epoch: int, history: History,
+                    parameters: Mapping[str, np.ndarray] | None = None) -> None:
+    """Write parameters (``model.parameters`` unless ``parameters`` is given), optimizer state and
+    counters to ``path`` (``.npz``) atomically."""
     path = Path(path)
-    arrays = {f"param/{p}": v for p, v in model.parameters.items()}
+    parameters = model.parameters if parameters is None else parameters
+    arrays = {f"param/{p}": v for p, v in parameters.items()}
     for p, slots in state.items():
         for s, v in slots.items():
             arrays[f"state/{p}/{s}"] = v
@@ -287,6 +293,7 @@ def train(model, X, T, *, epochs: int = 10, batch_size: int = 32, optimizer=None
 
     state = model.init_state(optimizer)
     step, start_epoch, history = 0, 0, History(optimizer=type(optimizer).__name__)
+    kept = None   # (epoch, step) the checkpoint file holds from this run: resumed from, or written
     if checkpoint is not None and resume and Path(checkpoint).exists():
         loaded_state, step, start_epoch, history = load_checkpoint(checkpoint, model)
         slots = {tuple(sorted(slots)) for slots in loaded_state.values()} or {()}
@@ -296,6 +303,12 @@ def train(model, X, T, *, epochs: int = 10, batch_size: int = 32, optimizer=None
                              f"not {type(optimizer).__name__}")
         for p, slots in loaded_state.items():
             state.setdefault(p, {}).update(slots)
+        kept = (start_epoch, step)
+    # not resumed: the starting point, written as the checkpoint if the first epoch fails (a copy
+    # kept until the first checkpoint is written, rather than one more file write per run)
+    start = None if checkpoint is None or kept is not None else (
+        {p: v.copy() for p, v in model.parameters.items()},
+        {p: {s: v.copy() for s, v in slots.items()} for p, slots in state.items()})
 
     run = model.epoch_function(optimizer)
     from tqdm import tqdm
@@ -313,11 +326,21 @@ def train(model, X, T, *, epochs: int = 10, batch_size: int = 32, optimizer=None
             step += done
             row: dict = {"epoch": epoch + 1, "steps": step, "seconds": time.perf_counter() - t0}
             if done < n_batches:
-                bad = losses[done]
-                history.stopped = (f"diverged: the loss became {bad} at epoch {epoch + 1}, batch {done + 1}; "
-                                   f"parameters are those of the last good step ({step})"
-                                   + (f"; the checkpoint {checkpoint} holds the last good epoch" if checkpoint else ""))
-                history.epochs.append({**row, "loss": float(bad)})
+                bad = float(losses[done])
+                where = f"epoch {epoch + 1}, batch {done + 1}"
+                if math.isfinite(bad):   # run found a gradient or a new value not finite and undid the update
+                    what = (f"at {where} a gradient or an updated parameter or optimizer state was NaN or Inf "
+                            f"(the loss was {bad:.6g}); the update was not applied")
+                else:
+                    what = f"the loss became {bad} at {where}; its update was not applied"
+                if checkpoint is not None and kept is None:   # the first epoch failed: the starting point
+                    save_checkpoint(checkpoint, model, start[1], 0, 0, History(optimizer=history.optimizer),
+                                    parameters=start[0])
+                    kept = (0, 0)
+                held = (f"; the checkpoint {checkpoint} holds the last good epoch ({kept[0]}, step {kept[1]}"
+                        + (": the starting point)" if kept[1] == 0 else ")") if checkpoint is not None else "")
+                history.stopped = f"diverged: {what}; parameters are those of the last good step ({step}){held}"
+                history.epochs.append({**row, "loss": bad})
                 break
             sizes = np.minimum(batch_size, n - np.arange(n_batches) * batch_size)
             row["loss"] = float(np.dot(losses[:done], sizes) / n)
@@ -334,6 +357,7 @@ def train(model, X, T, *, epochs: int = 10, batch_size: int = 32, optimizer=None
             bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("loss", "val_loss", "accuracy")})
             if checkpoint is not None:
                 save_checkpoint(checkpoint, model, state, step, epoch + 1, history)
+                kept, start = (epoch + 1, step), None
     finally:
         bar.close()
     history.seconds += time.perf_counter() - began

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from symprop import derive
 from symprop import kernels
-from symprop.kernels.training.optim import SGD, Adam
+from symprop.kernels.training.optim import SGD, Adam, AdamW, RMSprop
 
 TOL = {"float64": 1e-10, "float32": 1e-4}
 
@@ -179,6 +179,89 @@ def test_divergence_found_after_a_check_interval(monkeypatch):
     gpu.init(0)
     losses, done = gpu.epoch_function(SGD(lr=0.01))(X, T, np.arange(7), 1, gpu.init_state(SGD(lr=0.01)), 0)
     assert done == 5 and np.isnan(losses[5:]).all() and np.isfinite(losses[:5]).all()
+
+
+NONFINITE_OPTS = {
+    "sgd-l2": SGD(lr=0.1, l2=0.01),
+    "momentum-l1": SGD(lr=0.05, momentum=0.9, l1=0.001),
+    "nesterov": SGD(lr=0.05, momentum=0.9, nesterov=True),
+    "rmsprop-l2": RMSprop(lr=0.01, l2=0.01),
+    "adam-l1": Adam(lr=0.01, l1=0.01),
+    "adamw-l2": AdamW(lr=0.01, l2=0.01, weight_decay=0.1),
+}
+
+_SQRT: dict = {}
+
+
+def sqrt_models():
+    """(cpu, cuda) of ``sqrt(|x·W1ᵀ|)`` (bias-free): an all-zero input row gives a finite
+    objective and a NaN ∂L/∂W1."""
+    if not _SQRT:
+        net = (derive.Builder("sqrt_abs").input("x", 2).dense(3, activation="sqrt(abs(x))", bias=False)
+               .dense(1).loss("mse").build())
+        _SQRT["m"] = (kernels.compile(net), kernels.compile(net, backend="cuda"))
+    return _SQRT["m"]
+
+
+def _state_after(model, optimizer, X, T, order, batch):
+    model.init(1)
+    state = model.init_state(optimizer)
+    losses, done = model.epoch_function(optimizer)(X, T, order, batch, state, 0)
+    return losses, done, {p: v.copy() for p, v in model.parameters.items()}, state
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator's NumPy scalars on inf/NaN
+@pytest.mark.parametrize("opt", sorted(NONFINITE_OPTS))
+def test_nan_gradient_update_is_undone_like_cpu(opt):
+    """A finite objective with a NaN gradient in batch 2: the update kernel applied it on the
+    device and set stop = -3; the host drops the device state and runs batches 0-1 again. The
+    parameters and state equal those of the run over batches 0-1 only (exactly) and the CPU's."""
+    optimizer = NONFINITE_OPTS[opt]
+    cpu, gpu = sqrt_models()
+    rng = np.random.default_rng(7)
+    X, T = rng.normal(size=(12, 2)), rng.normal(size=(12, 1))
+    X[9] = 0.0   # batch 2 of 3 (batches of 4)
+    order = np.arange(12)
+    l1, d1, p1, s1 = _state_after(cpu, optimizer, X, T, order, 4)
+    l2, d2, p2, s2 = _state_after(gpu, optimizer, X, T, order, 4)
+    assert d1 == d2 == 2
+    assert np.isfinite(l2).all()   # batch 2's objective is finite: its gradient failed
+    close(l1, l2, "float64", f"{opt} losses")
+    _, d3, p3, s3 = _state_after(gpu, optimizer, X, T, order[:8], 4)
+    assert d3 == 2
+    for p in p1:
+        assert np.isfinite(p2[p]).all()
+        np.testing.assert_array_equal(p2[p], p3[p], err_msg=f"{opt} parameter {p}: not the last good step")
+        close(p1[p], p2[p], "float64", f"{opt} parameter {p} (last good)")
+        for slot in s1[p]:
+            np.testing.assert_array_equal(s2[p][slot], s3[p][slot], err_msg=f"{opt} state {slot} of {p}")
+            close(s1[p][slot], s2[p][slot], "float64", f"{opt} state {slot} of {p}")
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("first", [True, False], ids=["batch-0", "batch-2"])
+def test_state_overflow_from_finite_gradients_is_undone(first):
+    """Adam's g² of 1e160 gradients overflows (finite objective, finite gradients, finite
+    parameters): that update is not kept, in batch 0 (the parameters from before the call) and in
+    batch 2 (those after batch 1)."""
+    optimizer = Adam(lr=0.01)
+    net = derive.mlp([2, 3, 1], activation="relu", loss="bce_logits")
+    gpu = _SQRT.setdefault("logits", kernels.compile(net, backend="cuda"))
+    X, T = np.random.default_rng(8).normal(size=(6, 2)), np.full((6, 1), 0.5)
+    bad = 0 if first else 2
+    X[2 * bad] = 1e160
+    l2, d2, p2, s2 = _state_after(gpu, optimizer, X, T, np.arange(6), 2)
+    assert d2 == bad and np.isfinite(l2[:bad + 1]).all() and np.isnan(l2[bad + 1:]).all()
+    if bad:
+        _, _, p3, s3 = _state_after(gpu, optimizer, X, T, np.arange(2 * bad), 2)
+    else:
+        gpu.init(1)
+        p3, s3 = gpu.parameters, gpu.init_state(optimizer)
+    for p in p3:
+        np.testing.assert_array_equal(p2[p], p3[p], err_msg=f"parameter {p}")
+        for slot in s3[p]:
+            assert np.isfinite(s2[p][slot]).all()
+            np.testing.assert_array_equal(s2[p][slot], s3[p][slot], err_msg=f"state {slot} of {p}")
 
 
 def test_verify_cuda():
